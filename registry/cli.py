@@ -1,0 +1,179 @@
+"""The `registry` command line: parses arguments, calls `registry.api`, prints.
+
+No logic lives here. Errors of the registry print one red line and exit 1
+(`--traceback` shows the stack). Every reading command offers `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from registry.errors import RegistryError
+
+app = typer.Typer(
+    name="registry",
+    help="A registry of reusable, distilled ML modules.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_state = {"traceback": bool(os.environ.get("REGISTRY_TRACEBACK"))}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+@app.callback()
+def _options(
+    traceback: Annotated[bool, typer.Option("--traceback", help="Show the full stack on errors.")]
+    = False,
+) -> None:
+    _state["traceback"] = _state["traceback"] or traceback
+
+
+def _registry() -> Any:
+    from registry import api
+
+    return api.open()
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[str | None, typer.Option(help="Only modules of this kind.")] = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="Every version, not the latest.")]
+    = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List registered modules (the latest version of each)."""
+    reg = _registry()
+    rows = reg.list(kind=kind, all_versions=all_versions)
+    pending = reg.unregistered() if kind is None else []
+    if as_json:
+        _print_json({"modules": [r.to_dict() for r in rows], "unregistered": pending})
+        return
+    _table([[r.name, r.version, r.kind, ",".join(r.stages), r.summary[:60]] for r in rows],
+           ["NAME", "VERSION", "KIND", "STAGES", "SUMMARY"])
+    if pending:
+        typer.echo(f"\nnot registered yet: {', '.join(pending)} "
+                   "(`registry register modules/NAME`)")
+
+
+@app.command()
+def show(ref: str, as_json: JsonFlag = False) -> None:
+    """Show the manifest a reference resolves to (e.g. `gravity@^1`, `drag#prod`)."""
+    from registry.spec import dump_manifest
+
+    reg = _registry()
+    resolved = reg.resolve(ref)
+    manifest = resolved.manifest
+    if as_json:
+        _print_json({"ref": manifest.ref, "tag": resolved.tag, "commit": resolved.commit,
+                     "manifest": manifest.to_dict()})
+        return
+    typer.echo(f"# {manifest.ref}  ({resolved.label}"
+               + (f" at {resolved.commit[:12]})" if resolved.commit else ")"))
+    typer.echo(dump_manifest(manifest).rstrip())
+
+
+@app.command()
+def new(
+    name: str,
+    kind: Annotated[str, typer.Option(help="equation or network.")] = "equation",
+) -> None:
+    """Create `modules/NAME/` with a valid starting manifest."""
+    folder = _registry().new(name, kind=kind)
+    typer.echo(f"created {folder}; edit module.yaml, then `registry register {folder}`")
+
+
+@app.command()
+def register(path: Path, as_json: JsonFlag = False) -> None:
+    """Validate a module folder, measure it, commit it and tag its version."""
+    result = _registry().register(path)
+    if as_json:
+        _print_json({"tag": result.tag, "commit": result.commit, "created": result.created,
+                     "manifest": result.manifest.to_dict()})
+        return
+    verb = "registered" if result.created else "already registered (no change)"
+    typer.echo(f"{verb}: {result.tag} at {result.commit[:12]}")
+
+
+@app.command()
+def promote(ref: str, stage: str) -> None:
+    """Assign STAGE (e.g. prod) to the version REF resolves to (a GTO stage tag)."""
+    typer.echo(f"tagged {_registry().promote(ref, stage)}")
+
+
+@app.command()
+def load(ref: str, as_json: JsonFlag = False) -> None:
+    """Load a module into torch and print a summary."""
+    reg = _registry()
+    module = reg.load(ref)
+    manifest = reg.get(ref)
+    summary: dict[str, Any] = {
+        "ref": manifest.ref, "class": type(module).__name__,
+        "inputs": module.input_names, "outputs": module.output_names,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+    }
+    if hasattr(module, "sympy"):
+        summary["equations"] = {k: str(v) for k, v in module.sympy().items()}
+    if as_json:
+        _print_json(summary)
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def evaluate(ref: str, as_json: JsonFlag = False) -> None:
+    """Recompute a module's accuracy from its `evaluation` section."""
+    metrics = _registry().evaluate(ref)
+    if as_json:
+        _print_json(metrics)
+        return
+    for key, value in metrics.items():
+        typer.echo(f"{key}: {value:.6g}")
+
+
+@app.command()
+def schema(out: Annotated[Path | None, typer.Option(help="Write to this file.")] = None) -> None:
+    """Print the manifest's JSON Schema."""
+    from registry.api import schema as manifest_schema
+
+    text = json.dumps(manifest_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except RegistryError as exc:
+        if _state["traceback"]:
+            raise
+        message = str(exc).replace("\n", "\n  ")
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

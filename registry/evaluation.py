@@ -1,0 +1,129 @@
+"""Accuracy of a module against its `evaluation` section, reproducibly.
+
+The truth is either a data file (`.npz` with one array per port name, sha256
+checked, never unpickled) or a reference: an equation evaluated in float64, or
+another module, on `sample.n` points drawn uniformly from the input ranges with
+`sample.seed`.
+
+Metrics (the worst over outputs): `rmse`, `nrmse` (rmse / std of the truth),
+`r2`, `max_rel_error` (max |error| / max |truth|).
+
+Example:
+    >>> evaluate(store.resolve("gravity@workspace"), load=api.load)
+    {'rmse': 1.1e-17, 'nrmse': 3.2e-08, 'r2': 1.0, 'max_rel_error': 1.9e-07}
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from registry.errors import IntegrityError, ManifestError
+from registry.spec import Manifest, Sample, sha256_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from registry.store.store import Resolved
+
+__all__ = ["compute_metrics", "evaluate", "sample_inputs"]
+
+
+def sample_inputs(manifest: Manifest, sample: Sample, *, where: str) -> np.ndarray:
+    """`(n, n_inputs)` float64 points, uniform over each input's declared range."""
+    rng = np.random.default_rng(sample.seed)
+    columns = []
+    for name, port in manifest.inputs.items():
+        if port.range is None:
+            raise ManifestError(f"{where}: inputs.{name}.range: is needed to sample the input; "
+                                "add `range: [low, high]`")
+        columns.append(rng.uniform(port.range[0], port.range[1], size=sample.n))
+    return np.stack(columns, axis=1)
+
+
+def compute_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Accuracy metrics of `predicted` against `truth`, both `(n, n_outputs)`; worst output."""
+    worst = {"rmse": 0.0, "nrmse": 0.0, "r2": 1.0, "max_rel_error": 0.0}
+    for j in range(truth.shape[1]):
+        y, p = truth[:, j].astype(np.float64), predicted[:, j].astype(np.float64)
+        err = p - y
+        rmse = float(np.sqrt(np.mean(err**2)))
+        spread = float(np.std(y))
+        total = float(np.sum((y - y.mean()) ** 2))
+        r2 = 1.0 - float(np.sum(err**2)) / total if total > 0 else float(rmse == 0.0)
+        worst["rmse"] = max(worst["rmse"], rmse)
+        worst["nrmse"] = max(worst["nrmse"], rmse / spread if spread > 0 else 0.0)
+        worst["r2"] = min(worst["r2"], r2)
+        scale = float(np.max(np.abs(y))) or 1.0
+        worst["max_rel_error"] = max(worst["max_rel_error"], float(np.max(np.abs(err))) / scale)
+    return {k: float(f"{v:.6g}") for k, v in worst.items()}
+
+
+def evaluate(resolved: Resolved, *, load: Callable[[str], torch.nn.Module]) -> dict[str, float]:
+    """Recompute the metrics of the module `resolved` from its `evaluation` section."""
+    import torch
+
+    from registry.nn.build import build_module
+
+    manifest = resolved.manifest
+    evaluation = manifest.evaluation
+    where = resolved.where("module.yaml")
+    if evaluation is None:
+        raise ManifestError(f"{where}: evaluation: is missing; add `data` or `reference` so "
+                            "accuracy can be measured")
+    module = build_module(resolved)
+    outputs = list(manifest.outputs)
+    if evaluation.data is not None:
+        x, truth = _read_data(resolved, evaluation.data.path, evaluation.data.sha256)
+    else:
+        assert evaluation.reference is not None
+        x = sample_inputs(manifest, evaluation.sample or Sample(), where=where)
+        truth = _reference_truth(manifest, evaluation.reference, x, where=where, load=load)
+    with torch.no_grad():
+        predicted = module(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    return compute_metrics(predicted, truth.reshape(len(x), len(outputs)))
+
+
+def _read_data(resolved: Resolved, path: str, sha256: str) -> tuple[np.ndarray, np.ndarray]:
+    manifest = resolved.manifest
+    data = resolved.read(path)
+    if sha256_bytes(data) != sha256:
+        raise IntegrityError(f"{resolved.where(path)}: sha256 is {sha256_bytes(data)}, the "
+                             f"manifest records {sha256}; restore the file or update "
+                             "`evaluation.data.sha256`")
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        missing = [n for n in [*manifest.inputs, *manifest.outputs] if n not in arrays]
+        if missing:
+            raise ManifestError(f"{resolved.where(path)}: arrays {missing} are missing; the file "
+                                "needs one array per input and output port")
+        x = np.stack([arrays[n] for n in manifest.inputs], axis=1).astype(np.float64)
+        y = np.stack([arrays[n] for n in manifest.outputs], axis=1).astype(np.float64)
+    return x, y
+
+
+def _reference_truth(manifest: Manifest, reference: object, x: np.ndarray, *, where: str,
+                     load: Callable[[str], torch.nn.Module]) -> np.ndarray:
+    import torch
+
+    from registry.expr import parse_expression
+    from registry.nn.equation import EquationModule
+
+    equation = getattr(reference, "equation", None)
+    if equation is not None:
+        names = [*manifest.inputs, *manifest.constants]
+        exprs = {out: parse_expression(equation[out], names=names,
+                                       where=f"{where}: evaluation.reference.equation.{out}")
+                 for out in manifest.outputs if out in equation}
+        if set(exprs) != set(manifest.outputs):
+            raise ManifestError(f"{where}: evaluation.reference.equation: give one expression per "
+                                f"output {sorted(manifest.outputs)}")
+        constants = {n: (c.value, False) for n, c in manifest.constants.items()}
+        truth_module = EquationModule(exprs, inputs=list(manifest.inputs), constants=constants,
+                                      dtype=torch.float64)
+    else:
+        truth_module = load(str(getattr(reference, "module", ""))).double()
+    with torch.no_grad():
+        return truth_module(torch.as_tensor(x, dtype=torch.float64)).double().numpy()
