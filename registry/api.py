@@ -19,7 +19,7 @@ from registry.reference import parse_reference
 from registry.spec import MANIFEST_FILE, Manifest, write_manifest
 from registry.store.git import find_root
 from registry.store.index import IndexRow
-from registry.store.store import MODULES_DIR, RegisterResult, Resolved, Store
+from registry.store.store import MODULES_DIR, Bump, RegisterResult, Resolved, Store
 
 if TYPE_CHECKING:
     from registry.nn.ports import PortModule
@@ -80,9 +80,13 @@ class Registry:
 
         return evaluate(self.store.resolve(ref), load=self.load)
 
-    def register(self, path: str | Path) -> RegisterResult:
-        """Validate, measure metrics, fill provenance, commit and tag the module at `path`."""
-        return self.store.register(Path(path), prepare=self._prepare)
+    def register(self, path: str | Path, *, bump: Bump | None = None) -> RegisterResult:
+        """Validate, measure metrics, fill provenance, commit and tag the module at `path`.
+
+        With `bump`, changed content is registered as the next version after the
+        latest instead of raising `VersionConflict`.
+        """
+        return self.store.register(Path(path), prepare=self._prepare, bump=bump)
 
     def promote(self, ref: str, stage: str) -> str:
         """Point `stage` at the version `ref` resolves to; returns the GTO stage tag."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,16 +102,29 @@ def new(
     typer.echo(f"created {folder}; edit module.yaml, then `registry register {folder}`")
 
 
+class BumpPart(str, Enum):
+    patch = "patch"
+    minor = "minor"
+    major = "major"
+
+
 @app.command()
-def register(path: Path, as_json: JsonFlag = False) -> None:
-    """Validate a module folder, measure it, commit it and tag its version."""
-    result = _registry().register(path)
+def register(
+    paths: Annotated[list[Path], typer.Argument(help="Module folders (or module.yaml files).")],
+    bump: Annotated[BumpPart | None, typer.Option(
+        help="If the version exists with other content, register as the next version.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate module folders, measure them, commit them and tag their versions."""
+    reg = _registry()
+    results = [reg.register(path, bump=bump.value if bump else None) for path in paths]
     if as_json:
-        _print_json({"tag": result.tag, "commit": result.commit, "created": result.created,
-                     "manifest": result.manifest.to_dict()})
+        _print_json([{"tag": r.tag, "commit": r.commit, "created": r.created,
+                      "manifest": r.manifest.to_dict()} for r in results])
         return
-    verb = "registered" if result.created else "already registered (no change)"
-    typer.echo(f"{verb}: {result.tag} at {result.commit[:12]}")
+    for result in results:
+        verb = "registered" if result.created else "already registered (no change)"
+        typer.echo(f"{verb}: {result.tag} at {result.commit[:12]}")
 
 
 @app.command()

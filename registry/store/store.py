@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from registry.errors import ManifestError, NotFound, VersionConflict
 from registry.reference import Reference, Version, parse_reference
@@ -28,6 +29,7 @@ from registry.store.index import Index, IndexRow
 __all__ = ["RegisterResult", "Resolved", "Store"]
 
 MODULES_DIR = "modules"
+Bump = Literal["patch", "minor", "major"]
 
 
 @dataclass(frozen=True)
@@ -130,11 +132,15 @@ class Store:
         path: Path,
         *,
         prepare: Callable[[Resolved], Manifest] | None = None,
+        bump: Bump | None = None,
     ) -> RegisterResult:
         """Validate the module at `path`, fill provenance, commit it and tag its version.
 
         `prepare` receives the workspace module and returns the manifest to
         write (the API passes a function that measures metrics and cost).
+        With `bump`, content that differs from an existing version is registered
+        as the next patch/minor/major version after the latest, instead of
+        raising `VersionConflict` (what a retraining pipeline wants).
         """
         from filelock import FileLock
 
@@ -153,6 +159,10 @@ class Store:
                     return RegisterResult(manifest, tag_name, commit, created=False)
                 latest = max((Version.parse(t.version) for t in existing.values()
                               if t.module == manifest.name))
+                if bump is not None:
+                    manifest = manifest.model_copy(update={"version": _next(latest, bump)})
+                    tag_name = f"{manifest.name}@v{manifest.version}"
+            if manifest.ref in existing:
                 raise VersionConflict(
                     f"{manifest_path}: version: {manifest.ref} is already registered (tag "
                     f"{tag_name} at {commit[:12]}) with different content; bump `version` "
@@ -211,6 +221,14 @@ class Store:
         if provenance.created is None:
             provenance.created = dt.datetime.now(dt.UTC).replace(microsecond=0)
         return manifest.model_copy(update={"provenance": provenance})
+
+
+def _next(version: Version, bump: Bump) -> str:
+    if bump == "major":
+        return f"{version.major + 1}.0.0"
+    if bump == "minor":
+        return f"{version.major}.{version.minor + 1}.0"
+    return f"{version.major}.{version.minor}.{version.patch + 1}"
 
 
 def _write_checked(manifest: Manifest, path: Path) -> None:
