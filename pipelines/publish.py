@@ -26,7 +26,8 @@ def main() -> None:
     target = reg.root / "modules" / args.build.name
     target.mkdir(parents=True, exist_ok=True)
     for source in args.build.iterdir():
-        if source.name not in ("metrics.json",) and source.is_file():
+        # DVC's .gitignore and the metrics file stay in build/: the module folder is git's.
+        if source.is_file() and not source.name.startswith(".") and source.name != "metrics.json":
             shutil.copyfile(source, target / source.name)
     result = reg.register(target, bump="patch")
     verb = "registered" if result.created else "unchanged"

@@ -153,6 +153,10 @@ class GitRepo:
         untracked = self.run("ls-files", "--others", "--exclude-standard", "--", folder).strip()
         return diff.returncode == 0 and not untracked
 
+    def ignored_files(self, folder: str) -> list[str]:
+        out = self.run("ls-files", "--others", "--ignored", "--exclude-standard", "--", folder)
+        return [line for line in out.splitlines() if line and "/__pycache__/" not in line]
+
     def dirty_outside(self, folder: str) -> bool:
         status = self.run("status", "--porcelain", "--untracked-files=no")
         return any(not line[3:].startswith(folder.rstrip("/") + "/")

@@ -168,6 +168,11 @@ class Store:
                     f"{tag_name} at {commit[:12]}) with different content; bump `version` "
                     f"(latest is {latest}) to register the change"
                 )
+            ignored = self.repo.ignored_files(relfolder)
+            if ignored:
+                raise ManifestError(f"{folder}: {', '.join(ignored)} are ignored by git, so the "
+                                    "version would lack them; remove them from .gitignore, or "
+                                    "delete them if they are not part of the module")
             original = manifest_path.read_bytes()
             try:
                 workspace = Resolved(manifest, self.repo, None)
