@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,7 @@ class Registry:
 
         return build_module(self.store.resolve(ref))
 
-    def list(self, *, kind: str | None = None, all_versions: bool = False) -> list[IndexRow]:
+    def list(self, *, kind: str | None = None, all_versions: bool = False) -> builtins.list[IndexRow]:
         """Registered versions (the latest of each module unless `all_versions`)."""
         from registry.reference import Version
 
@@ -64,12 +65,12 @@ class Registry:
                 latest[row.name] = row
         return [latest[name] for name in sorted(latest)]
 
-    def versions(self, name: str) -> list[IndexRow]:
+    def versions(self, name: str) -> builtins.list[IndexRow]:
         from registry.reference import Version
 
         return sorted(self.store.versions(name), key=lambda r: Version.parse(r.version))
 
-    def unregistered(self) -> list[str]:
+    def unregistered(self) -> builtins.list[str]:
         """Modules in the working tree with no registered version."""
         registered = {row.name for row in self.store.versions()}
         return [n for n in self.store.workspace_names() if n not in registered]
@@ -159,7 +160,7 @@ def _template(name: str, kind: str, folder: Path) -> Manifest:
     return Manifest.model_validate(base)
 
 
-def open(path: str | Path | None = None) -> Registry:  # noqa: A001 - the documented verb
+def open(path: str | Path | None = None) -> Registry:
     """The registry around `path` (default: `REGISTRY_ROOT`, else the cwd)."""
     start = Path(path) if path is not None else Path(os.environ.get("REGISTRY_ROOT", "."))
     return Registry(find_root(start))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,7 +102,7 @@ def new(
     typer.echo(f"created {folder}; edit module.yaml, then `registry register {folder}`")
 
 
-class BumpPart(str, Enum):
+class BumpPart(StrEnum):
     patch = "patch"
     minor = "minor"
     major = "major"

@@ -111,6 +111,7 @@ def _reference_truth(manifest: Manifest, reference: object, x: np.ndarray, *, wh
     from registry.expr import parse_expression
     from registry.nn.equation import EquationModule
 
+    truth_module: torch.nn.Module
     equation = getattr(reference, "equation", None)
     if equation is not None:
         names = [*manifest.inputs, *manifest.constants]

@@ -228,7 +228,7 @@ class _SafePrinter(StrPrinter):
     def _print_Float(self, expr: sympy.Float) -> str:
         return repr(float(expr))
 
-    def emptyPrinter(self, expr: object) -> str:  # noqa: N802 - sympy's hook name
+    def emptyPrinter(self, expr: object) -> str:
         raise ExpressionError(f"cannot write {expr!r} in the expression grammar")
 
 

@@ -118,7 +118,7 @@ def _bounds(spec: str | None) -> tuple[Version | None, Version | None, Version |
         raise ValueError(spec)
     op, *parts = match.groups()
     given = [int(p) for p in parts if p is not None]
-    major, minor, patch = (given + [0, 0, 0])[:3]
+    major, minor, patch = [*given, 0, 0, 0][:3]
     low = Version(major, minor, patch)
     if op == "^":
         if major > 0 or len(given) == 1:

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from registry.errors import ManifestError
 
@@ -259,7 +267,8 @@ class Manifest(_Strict):
             if kind == self.kind and not present:
                 raise ValueError(f"a module of kind `{kind}` needs an `{field}` section")
             if kind != self.kind and present:
-                raise ValueError(f"`{field}` belongs to kind `{kind}`, not `{self.kind}`; remove it")
+                raise ValueError(f"`{field}` belongs to kind `{kind}`, not `{self.kind}`; "
+                                 "remove it")
         if self.equation is not None and set(self.equation) != set(self.outputs):
             raise ValueError(
                 f"`equation` must give one expression per output: outputs are "

@@ -50,7 +50,8 @@ def parse_unit(text: str, *, where: str = "unit") -> pint.Unit:
     if stripped in ("", "1", "dimensionless"):
         return ureg.dimensionless
     if len(stripped) > MAX_UNIT_LENGTH or not _UNIT_TEXT.match(stripped):
-        raise UnitError(f"{where}: {stripped[:40]!r} is not a unit string; write e.g. `m^3 kg^-1 s^-2`")
+        raise UnitError(f"{where}: {stripped[:40]!r} is not a unit string; "
+                        "write e.g. `m^3 kg^-1 s^-2`")
     try:
         unit = ureg.parse_units(stripped)
     except Exception as exc:  # pint raises several unrelated classes for bad text
@@ -104,7 +105,8 @@ def check_equation_units(
     factor = _scale(actual, expected)
     if abs(factor - 1.0) > _SCALE_TOLERANCE:
         raise UnitError(
-            f"{where}: the expression is in {actual:~} = {factor:g} {output_unit}, not {output_unit}; "
+            f"{where}: the expression is in {actual:~} = {factor:g} {output_unit}, "
+            f"not {output_unit}; "
             f"multiply it by a constant of {factor:g} or declare the output in {actual:~}"
         )
 
@@ -151,8 +153,8 @@ class _UnitWalker:
                     f"`{term}` ({dimension_of(unit)}); terms of a sum need the same dimension"
                 )
             if abs(_scale(unit, first_unit) - 1.0) > _SCALE_TOLERANCE:
-                raise UnitError(f"{self.where}: cannot add `{first}` in {first_unit:~} and `{term}` "
-                                f"in {unit:~}; convert one of them")
+                raise UnitError(f"{self.where}: cannot add `{first}` in {first_unit:~} and "
+                                f"`{term}` in {unit:~}; convert one of them")
         return first_unit
 
     def power(self, expr: sympy.Pow) -> pint.Unit:
@@ -161,7 +163,7 @@ class _UnitWalker:
         if exponent.is_Rational:
             if base_unit.dimensionless:
                 return self.one
-            return base_unit ** float(exponent)  # type: ignore[no-any-return]
+            return base_unit ** float(exponent)  # type: ignore[return-value]
         self.require_dimensionless(exponent, "an exponent")
         self.require_dimensionless(base, "the base of a non-constant power")
         return self.one

@@ -57,11 +57,11 @@ def _power(exponent: sympy.Expr) -> Callable[[torch.Tensor], Value]:
     if exponent == 2:
         return lambda b: b * b
     if exponent == sympy.Rational(1, 2):
-        return torch.sqrt  # type: ignore[return-value]
+        return torch.sqrt
     if exponent == -1:
         return lambda b: 1.0 / b
     if exponent == sympy.Rational(-1, 2):
-        return torch.rsqrt  # type: ignore[return-value]
+        return torch.rsqrt
     value = float(exponent)
     return lambda b: b**value
 
@@ -136,7 +136,7 @@ class EquationModule(PortModule):
         return torch.stack(outputs, dim=-1)
 
     def constant_values(self) -> dict[str, float]:
-        return {name: float(getattr(self.constants, name)) for name in self.constant_names}
+        return {name: float(getattr(self.constants, name).detach()) for name in self.constant_names}
 
     def sympy(self, *, substitute_constants: bool = False) -> dict[str, sympy.Expr]:
         """The current equations; with `substitute_constants`, constants by their values."""

@@ -67,6 +67,11 @@ def mlp(n_inputs: int, n_outputs: int, *, hidden: Sequence[int] = (64, 64),
 class NetworkModule(PortModule):
     """A registered architecture between input and output standardisation."""
 
+    in_shift: torch.Tensor
+    in_scale: torch.Tensor
+    out_shift: torch.Tensor
+    out_scale: torch.Tensor
+
     def __init__(
         self,
         arch: str,

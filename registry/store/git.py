@@ -23,8 +23,12 @@ from registry.errors import NotFound, RegistryError
 
 __all__ = ["GitRepo", "StageTag", "Tag", "VersionTag", "find_root"]
 
-VERSION_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9-]{0,62})@v(?P<version>\d+\.\d+\.\d+[0-9A-Za-z.+-]*)$")
-STAGE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9-]{0,62})#(?P<stage>[a-z][a-z0-9_-]{0,40})(?P<unassign>!?)#(?P<n>\d+)$")
+VERSION_TAG = re.compile(
+    r"^(?P<name>[a-z][a-z0-9-]{0,62})@v(?P<version>\d+\.\d+\.\d+[0-9A-Za-z.+-]*)$"
+)
+STAGE_TAG = re.compile(
+    r"^(?P<name>[a-z][a-z0-9-]{0,62})#(?P<stage>[a-z][a-z0-9_-]{0,40})(?P<unassign>!?)#(?P<n>\d+)$"
+)
 _FALLBACK_IDENTITY = {"GIT_AUTHOR_NAME": "registry", "GIT_AUTHOR_EMAIL": "registry@localhost",
                       "GIT_COMMITTER_NAME": "registry", "GIT_COMMITTER_EMAIL": "registry@localhost"}
 
@@ -133,7 +137,8 @@ class GitRepo:
         proc = subprocess.run(["git", "-C", str(self.root), "cat-file", "--batch"],
                               input="\n".join(specs).encode() + b"\n", capture_output=True,
                               check=True)
-        out, pos, results = proc.stdout, 0, []
+        out, pos = proc.stdout, 0
+        results: list[bytes | None] = []
         for _ in specs:
             end = out.index(b"\n", pos)
             header = out[pos:end].split()
@@ -178,7 +183,8 @@ class GitRepo:
         proc = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True,
                               env=env, check=False)
         if proc.returncode != 0:
-            raise RegistryError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+            detail = proc.stderr.decode(errors="replace").strip()
+            raise RegistryError(f"git {args[0]} failed: {detail}")
         return proc.stdout.decode()
 
     def commit_folder(self, folder: str, message: str) -> str:

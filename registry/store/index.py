@@ -149,7 +149,7 @@ class Index:
                     continue  # a tag whose commit lacks the manifest is not a version of ours
                 try:
                     manifest = parse_manifest(blob.decode(), source=f"{vtag.tag.name}:module.yaml")
-                except Exception:  # noqa: BLE001 - a broken old tag must not break the index
+                except Exception:
                     continue
                 rows.append({"name": vtag.module, "version": vtag.version, "kind": manifest.kind,
                              "summary": manifest.summary, "tag": vtag.tag.name,

@@ -157,8 +157,8 @@ class Store:
                 commit = existing[manifest.ref].tag.commit
                 if self.repo.folder_matches(commit, relfolder):
                     return RegisterResult(manifest, tag_name, commit, created=False)
-                latest = max((Version.parse(t.version) for t in existing.values()
-                              if t.module == manifest.name))
+                latest = max(Version.parse(t.version) for t in existing.values()
+                              if t.module == manifest.name)
                 if bump is not None:
                     manifest = manifest.model_copy(update={"version": _next(latest, bump)})
                     tag_name = f"{manifest.name}@v{manifest.version}"
@@ -183,8 +183,8 @@ class Store:
             except BaseException:
                 manifest_path.write_bytes(original)
                 raise
-            self.repo.create_tag(tag_name, commit,
-                                 f"Registering artifact {manifest.name} version v{manifest.version}")
+            message = f"Registering artifact {manifest.name} version v{manifest.version}"
+            self.repo.create_tag(tag_name, commit, message)
         self.index.refresh()
         return RegisterResult(filled, tag_name, commit, created=True)
 

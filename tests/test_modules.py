@@ -1,0 +1,94 @@
+"""Generated over every module in `modules/`: load, forward, backward, round trip, accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import registry
+from registry.evaluation import sample_inputs
+from registry.spec import Sample, load_manifest
+from tests.conftest import MODULES, PROJECT
+
+NAMES = sorted(p.parent.name for p in MODULES.glob("*/module.yaml"))
+
+
+@pytest.fixture(scope="module")
+def reg():
+    return registry.open(PROJECT)
+
+
+def batch(name: str, n: int = 64) -> torch.Tensor:
+    manifest = load_manifest(MODULES / name)
+    return torch.as_tensor(sample_inputs(manifest, Sample(n=n, seed=1), where=name),
+                           dtype=torch.float32)
+
+
+def test_modules_are_found() -> None:
+    assert {"gravity", "drag", "drag-net"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_gives_finite_outputs_of_the_declared_shape(reg, name: str) -> None:
+    module = reg.load(f"{name}@workspace")
+    out = module(batch(name))
+    assert out.shape == (64, len(load_manifest(MODULES / name).outputs))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_reaches_every_input(reg, name: str) -> None:
+    module = reg.load(f"{name}@workspace")
+    x = batch(name).requires_grad_(True)
+    module(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert (x.grad.abs().sum(0) > 0).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dict_call_matches_tensor_call(reg, name: str) -> None:
+    module = reg.load(f"{name}@workspace")
+    x = batch(name)
+    by_name = module({n: x[:, i] for i, n in enumerate(module.input_names)})
+    stacked = torch.stack([by_name[n] for n in module.output_names], dim=1)
+    assert torch.equal(stacked, module(x))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES
+                                  if load_manifest(MODULES / n).kind == "equation"])
+def test_sympy_round_trip(reg, name: str) -> None:
+    from registry.expr import format_expression, parse_expression
+    from registry.nn.equation import EquationModule
+
+    module = reg.load(f"{name}@workspace")
+    names = [*module.input_names, *module.constant_names]
+    texts = {k: format_expression(v) for k, v in module.sympy().items()}
+    rebuilt = EquationModule({k: parse_expression(t, names=names) for k, t in texts.items()},
+                             inputs=module.input_names,
+                             constants={c: (v, False) for c, v in module.constant_values().items()})
+    assert rebuilt.sympy() == module.sympy()
+    assert torch.equal(rebuilt(batch(name)), module(batch(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recorded_metrics_reproduce(reg, name: str) -> None:
+    manifest = load_manifest(MODULES / name)
+    assert manifest.evaluation is not None, f"{name} has no evaluation section"
+    recorded = manifest.evaluation.metrics
+    measured = reg.evaluate(f"{name}@workspace")
+    assert measured["r2"] == pytest.approx(recorded["r2"], abs=1e-6)
+    assert measured["nrmse"] == pytest.approx(recorded["nrmse"], rel=1e-3, abs=1e-9)
+
+
+def test_every_module_folder_is_named_after_its_manifest() -> None:
+    assert all(load_manifest(MODULES / n).name == n for n in NAMES)
+
+
+def test_registered_modules_are_committed_as_they_are(reg) -> None:
+    """The working tree of each module equals its latest registered version, when tags exist."""
+    registered = {row.name: row for row in reg.list()}
+    for name in NAMES:
+        if name in registered:
+            assert reg.store.repo.folder_matches(registered[name].commit, f"modules/{name}"), name
+
+

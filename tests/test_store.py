@@ -1,0 +1,176 @@
+"""The git-native store: register, versions, references, conflicts, the index cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import registry
+from registry.errors import ManifestError, NotFound, VersionConflict
+from tests.conftest import git
+
+
+def bump_gravity(repo: Path, version: str, equation: str) -> None:
+    path = repo / "modules" / "gravity" / "module.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["version"] = version
+    data["equation"]["F"] = equation
+    data.pop("evaluation")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_register_commits_and_tags_in_gto_format(reg, repo: Path) -> None:
+    result = reg.register(repo / "modules" / "gravity")
+    assert (result.tag, result.created) == ("gravity@v1.0.0", True)
+    assert git(repo, "rev-list", "-n1", "gravity@v1.0.0").strip() == result.commit
+    assert git(repo, "cat-file", "-t", "gravity@v1.0.0").strip() == "tag"  # annotated
+
+
+def test_register_fills_provenance_and_metrics(reg, repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    manifest = reg.register(repo / "modules" / "gravity").manifest
+    assert manifest.provenance.git is not None
+    assert (manifest.provenance.git.commit, manifest.provenance.git.author) == (
+        head, "Test Author <test@example.com>")
+    assert manifest.evaluation is not None and manifest.evaluation.metrics["r2"] >= 0.999999
+
+
+def test_same_content_again_is_a_no_op(reg, repo: Path) -> None:
+    first = reg.register(repo / "modules" / "gravity")
+    again = reg.register(repo / "modules" / "gravity")
+    assert (again.created, again.commit) == (False, first.commit)
+
+
+def test_changed_content_with_the_same_version_is_a_conflict(reg, repo: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    path = repo / "modules" / "gravity" / "module.yaml"
+    path.write_text(path.read_text().replace("Newtonian attraction", "Attraction"))
+    with pytest.raises(VersionConflict, match=r"gravity@1\.0\.0 is already registered .* bump "
+                       r"`version` \(latest is 1\.0\.0\)"):
+        reg.register(path.parent)
+    assert git(repo, "tag", "--list").split() == ["gravity@v1.0.0"]
+
+
+def test_bump_registers_changed_content_as_the_next_patch(reg, repo: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    path = repo / "modules" / "gravity" / "module.yaml"
+    path.write_text(path.read_text().replace("Newtonian attraction", "Attraction"))
+    assert reg.register(path.parent, bump="patch").tag == "gravity@v1.0.1"
+
+
+def test_old_version_is_read_from_its_tag_not_the_working_tree(reg, repo: Path) -> None:
+    import torch
+
+    reg.register(repo / "modules" / "gravity")
+    bump_gravity(repo, "1.1.0", "2*G*m1*m2/r**2")
+    reg.register(repo / "modules" / "gravity")
+    x = torch.tensor([[1.0, 2.0, 2.0]])
+    old, new = reg.load("gravity@1.0.0"), reg.load("gravity@^1")
+    assert str(old.sympy()["F"]) == "G*m1*m2/r**2"
+    assert str(new.sympy()["F"]) == "2*G*m1*m2/r**2"
+    assert torch.allclose(new(x), 2 * old(x))
+
+
+@pytest.mark.parametrize(("ref", "version"), [
+    ("gravity", "1.1.0"), ("gravity@1.0.0", "1.0.0"), ("gravity@v1.0.0", "1.0.0"),
+    ("gravity@^1", "1.1.0"), ("gravity@~1.0", "1.0.0"), ("gravity#prod", "1.0.0"),
+])
+def test_references_resolve(reg, repo: Path, ref: str, version: str) -> None:
+    reg.register(repo / "modules" / "gravity")
+    reg.promote("gravity@1.0.0", "prod")
+    bump_gravity(repo, "1.1.0", "2*G*m1*m2/r**2")
+    reg.register(repo / "modules" / "gravity")
+    assert reg.get(ref).version == version
+
+
+def test_workspace_reference_reads_uncommitted_changes(reg, repo: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    bump_gravity(repo, "2.0.0", "3*G*m1*m2/r**2")
+    assert reg.get("gravity@workspace").version == "2.0.0"
+    assert reg.get("gravity").version == "1.0.0"
+
+
+@pytest.mark.parametrize(("ref", "message"), [
+    ("nothing", "no module `nothing`"),
+    ("gravity@2.0.0", "no version of `gravity` matches `gravity@2.0.0` (registered: 1.0.0)"),
+    ("gravity#prod", "`gravity` has no version in stage `prod`"),
+    ("Gravity!", "is not a module reference"),
+    ("drag", "`drag` is in the working tree but not registered"),
+])
+def test_unresolvable_references_say_why(reg, repo: Path, ref: str, message: str) -> None:
+    reg.register(repo / "modules" / "gravity")
+    with pytest.raises(NotFound) as caught:
+        reg.get(ref)
+    assert message in str(caught.value)
+
+
+def test_gto_lists_registered_versions_and_stages(reg, repo: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    reg.promote("gravity@1.0.0", "prod")
+    gto = Path(sys.executable).with_name("gto")
+    out = subprocess.run([str(gto), "show", "--json"], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout
+    import json
+
+    assert json.loads(out)["gravity"]["version"] == "v1.0.0"
+    assert json.loads(out)["gravity"]["stage"] == {"prod": "v1.0.0"}
+
+
+def test_index_is_a_cache_deleting_it_loses_nothing(reg, repo: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    reg.register(repo / "modules" / "drag")
+    before = [(r.name, r.version, r.commit) for r in reg.list()]
+    for path in (repo / ".registry").glob("index.sqlite*"):
+        path.unlink()
+    after = [(r.name, r.version, r.commit) for r in registry.open(repo).list()]
+    assert after == before == [(n, "1.0.0", after[i][2]) for i, n in enumerate(["drag", "gravity"])]
+
+
+def test_index_follows_tags_made_outside_the_registry(reg, repo: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    assert [r.name for r in reg.list()] == ["gravity"]
+    git(repo, "tag", "-d", "gravity@v1.0.0")
+    assert reg.list() == []
+
+
+def test_module_outside_modules_folder_is_refused(reg, repo: Path, tmp_path: Path) -> None:
+    stray = tmp_path / "elsewhere" / "gravity"
+    stray.parent.mkdir()
+    (repo / "modules" / "gravity").rename(stray)
+    with pytest.raises(ManifestError, match="modules live in"):
+        reg.register(stray)
+
+
+def test_unit_error_is_refused_before_anything_is_written(reg, repo: Path) -> None:
+    path = repo / "modules" / "gravity" / "module.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["equation"]["F"] = "G*m1*m2/r**3"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    text = path.read_text()
+    with pytest.raises(registry.UnitError, match=r"equation\.F: `F` must have dimension"):
+        reg.register(path.parent)
+    assert (path.read_text(), git(repo, "tag", "--list")) == (text, "")
+
+
+def test_failure_after_writing_restores_the_manifest(reg, repo: Path) -> None:
+    path = repo / "modules" / "gravity" / "module.yaml"
+    text = path.read_text()
+    (repo / ".git" / "index.lock").write_text("")  # another git process holds the index
+    with pytest.raises(registry.RegistryError, match="git add failed"):
+        reg.register(path.parent)
+    assert (path.read_text(), git(repo, "tag", "--list")) == (text, "")
+
+
+def test_concurrent_registrations_of_two_modules_both_land(repo: Path) -> None:
+    command = [sys.executable, "-m", "registry.cli", "register"]
+    procs = [subprocess.Popen([*command, f"modules/{name}"], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in ("gravity", "drag")]
+    outcomes = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outcomes
+    assert sorted(git(repo, "tag", "--list").split()) == ["drag@v1.0.0", "gravity@v1.0.0"]
+    assert [r.name for r in registry.open(repo).list()] == ["drag", "gravity"]
+    assert git(repo, "status", "--porcelain", "modules") == ""
