@@ -15,19 +15,21 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 
 import registry
+from registry.cost.energy import track_energy
+from registry.cost.flops import count_module_flops
 from registry.evaluation import compute_metrics
 from registry.nn.network import NetworkModule
 from registry.nn.weights import save_weights
 from registry.spec import Manifest, sha256_file, write_manifest
-from registry.tracking import mlflow_run
+from registry.tracking import MlflowRunHandle, mlflow_run
 
 NAME = "drag-net"
 
@@ -37,6 +39,32 @@ def load_split(path: Path, inputs: list[str], outputs: list[str]) -> tuple[torch
         x = np.stack([data[n] for n in inputs], axis=1)
         y = np.stack([data[n] for n in outputs], axis=1)
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+
+
+def train(net: NetworkModule, x: torch.Tensor, y: torch.Tensor, params: dict[str, Any],
+          run: MlflowRunHandle) -> None:
+    """Adam on the standardised mean squared error, cosine learning-rate decay."""
+    optimiser = torch.optim.Adam(net.parameters(), lr=params["lr"])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=params["steps"])
+    generator = torch.Generator().manual_seed(params["seed"])
+    for step in range(1, params["steps"] + 1):
+        idx = torch.randint(0, len(x), (params["batch"],), generator=generator)
+        z = (net(x[idx]) - net.out_shift) / net.out_scale
+        target = (y[idx] - net.out_shift) / net.out_scale
+        loss = torch.mean((z - target) ** 2)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 200 == 0 or step == params["steps"]:
+            run.log_metric("train_loss", loss.item(), step=step)
+
+
+def train_flops(net: NetworkModule, params: dict[str, Any]) -> float:
+    """Training compute: forward+backward FLOPs per sample × samples seen (optimiser excluded)."""
+    example = torch.zeros(16, len(net.input_names))
+    per_sample = count_module_flops(net, example).forward_backward or 0
+    return float(per_sample * params["steps"] * params["batch"])
 
 
 def main() -> None:
@@ -57,30 +85,20 @@ def main() -> None:
     config = {"hidden": params["hidden"], "activation": params["activation"]}
     net = NetworkModule("mlp", config, inputs=inputs, outputs=outputs)
     net.set_standardisation(x, y)
-    optimiser = torch.optim.Adam(net.parameters(), lr=params["lr"])
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=params["steps"])
-    generator = torch.Generator().manual_seed(params["seed"])
     data_md5 = hashlib.md5((args.data / "train.npz").read_bytes()).hexdigest()
 
-    wall0, cpu0 = time.perf_counter(), time.process_time()
     with mlflow_run(NAME, root=reg.root, run_name=f"train-{NAME}",
                     params={**params, "n_train": len(x), "data_md5": data_md5}) as run:
-        for step in range(1, params["steps"] + 1):
-            idx = torch.randint(0, len(x), (params["batch"],), generator=generator)
-            z = (net(x[idx]) - net.out_shift) / net.out_scale
-            target = (y[idx] - net.out_shift) / net.out_scale
-            loss = torch.mean((z - target) ** 2)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            if step % 200 == 0 or step == params["steps"]:
-                run.log_metric("train_loss", loss.item(), step=step)
+        with track_energy() as tracker:
+            train(net, x, y, params, run)
+        energy = tracker.report
         net.eval()
         with torch.no_grad():
             metrics = compute_metrics(net(x_test).double().numpy(), y_test.double().numpy())
-        run.log_metrics(metrics)
-        duration, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        run.log_metrics({**metrics, "train_energy_j": energy.energy_j, "train_cpu_s": energy.cpu_s,
+                         "train_co2_kg": energy.co2_kg})
+        run.set_tags({"energy_method": energy.method, "git_commit": reg.store.repo.head()})
+        training = energy.to_training_cost().model_copy(update={"flops": train_flops(net, params)})
 
         args.out.mkdir(parents=True, exist_ok=True)
         weights_sha = save_weights(net, args.out / "weights.safetensors")
@@ -98,8 +116,7 @@ def main() -> None:
             "evaluation": {"data": {"path": "test.npz",
                                     "sha256": sha256_file(args.out / "test.npz")},
                            "metrics": metrics},
-            "cost": {"training": {"duration_s": round(duration, 3), "cpu_s": round(cpu, 3),
-                                  "method": "unmeasured: energy is added by the cost issue"}},
+            "cost": {"training": training.model_dump(exclude_none=True)},
             "budget": {"min_r2": 0.999},
             "provenance": {
                 "source": "trained",
@@ -113,9 +130,12 @@ def main() -> None:
         write_manifest(manifest, args.out / "module.yaml")
         run.log_artifact(args.out / "module.yaml")
         (args.out / "metrics.json").write_text(json.dumps(
-            {**metrics, "train_cpu_s": round(cpu, 3), "train_duration_s": round(duration, 3)},
+            {**metrics, "train_cpu_s": round(energy.cpu_s, 3),
+             "train_duration_s": round(energy.duration_s, 3),
+             "train_energy_j": round(energy.energy_j, 3), "train_co2_kg": energy.co2_kg},
             indent=2) + "\n")
-    print(f"trained {NAME}: {json.dumps(metrics)} in {duration:.1f} s (MLflow run {run.run_id})")
+    print(f"trained {NAME}: {json.dumps(metrics)} in {energy.duration_s:.1f} s, "
+          f"{energy.energy_j:.0f} J ({energy.method}), MLflow run {run.run_id}")
 
 
 def _current_version(root: Path) -> str:

@@ -23,6 +23,7 @@ from registry.store.index import IndexRow
 from registry.store.store import MODULES_DIR, Bump, RegisterResult, Resolved, Store
 
 if TYPE_CHECKING:
+    from registry.cost.measure import ModuleCost
     from registry.nn.ports import PortModule
 
 __all__ = ["Registry", "open", "schema"]
@@ -51,7 +52,9 @@ class Registry:
 
         return build_module(self.store.resolve(ref))
 
-    def list(self, *, kind: str | None = None, all_versions: bool = False) -> builtins.list[IndexRow]:
+    def list(
+        self, *, kind: str | None = None, all_versions: bool = False
+    ) -> builtins.list[IndexRow]:
         """Registered versions (the latest of each module unless `all_versions`)."""
         from registry.reference import Version
 
@@ -74,6 +77,15 @@ class Registry:
         """Modules in the working tree with no registered version."""
         registered = {row.name for row in self.store.versions()}
         return [n for n in self.store.workspace_names() if n not in registered]
+
+    def cost(self, ref: str) -> ModuleCost:
+        """Measure the module's cost afresh: FLOPs, parameters, latency, energy per sample."""
+        from registry.cost.measure import measure_cost
+
+        resolved = self.store.resolve(ref)
+        from registry.nn.build import build_module
+
+        return measure_cost(build_module(resolved), resolved.manifest)
 
     def evaluate(self, ref: str) -> dict[str, float]:
         """Recompute accuracy metrics from the module's `evaluation` section."""
@@ -113,18 +125,18 @@ class Registry:
         return folder
 
     def _prepare(self, workspace: Resolved) -> Manifest:
-        """Before a registration: load the module (hashes verified) and record its metrics."""
+        """Before a registration: load the module (hashes verified), measure cost and metrics."""
+        from registry.cost.measure import measure_cost
+        from registry.evaluation import evaluate
         from registry.nn.build import build_module
 
         manifest = workspace.manifest
-        build_module(workspace)
-        if manifest.evaluation is None:
-            return manifest
-        from registry.evaluation import evaluate
-
-        metrics = evaluate(workspace, load=self.load)
-        evaluation = manifest.evaluation.model_copy(update={"metrics": metrics})
-        return manifest.model_copy(update={"evaluation": evaluation})
+        module = build_module(workspace)
+        update: dict[str, Any] = {"cost": measure_cost(module, manifest).to_cost(manifest.cost)}
+        if manifest.evaluation is not None:
+            metrics = evaluate(workspace, load=self.load)
+            update["evaluation"] = manifest.evaluation.model_copy(update={"metrics": metrics})
+        return manifest.model_copy(update=update)
 
 
 def _newer(a: str, b: str) -> bool:

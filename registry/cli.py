@@ -155,6 +155,27 @@ def load(ref: str, as_json: JsonFlag = False) -> None:
 
 
 @app.command()
+def cost(ref: str, as_json: JsonFlag = False) -> None:
+    """Measure a module's cost afresh: FLOPs, parameters, latency, energy per sample."""
+    measured = _registry().cost(ref)
+    if measured.flops.uncounted_ops:
+        typer.secho(f"warning: no FLOP formula for {', '.join(measured.flops.uncounted_ops)}; "
+                    "the FLOP count leaves them out", fg=typer.colors.YELLOW, err=True)
+    if as_json:
+        _print_json(measured.to_dict())
+        return
+    latency = measured.latency
+    typer.echo(f"flops/sample:          {measured.flops.forward} forward, "
+               f"{measured.flops.forward_backward} forward+backward")
+    typer.echo(f"params:                {measured.params}")
+    typer.echo(f"latency/sample:        {latency.ns_per_sample:.4g} ns (batch {latency.batch}, "
+               f"spread {latency.spread:.0%}, {latency.calls} calls)")
+    typer.echo(f"energy/sample:         {measured.energy_j_per_sample:.4g} J "
+               f"({measured.energy_method})")
+    typer.echo(f"hardware:              {latency.hardware}")
+
+
+@app.command()
 def evaluate(ref: str, as_json: JsonFlag = False) -> None:
     """Recompute a module's accuracy from its `evaluation` section."""
     metrics = _registry().evaluate(ref)

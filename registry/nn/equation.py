@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Callable, Mapping
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from registry.errors import ExpressionError, ManifestError
+from registry.lowering import Const, Node, Var, lower
 from registry.nn.ports import PortModule
 
 __all__ = ["TORCH_OPS", "EquationModule", "register_torch_op"]
@@ -30,66 +30,56 @@ __all__ = ["TORCH_OPS", "EquationModule", "register_torch_op"]
 Value = torch.Tensor | float
 Compiled = Callable[[Mapping[str, torch.Tensor]], Value]
 
-TORCH_OPS: dict[type, Callable[..., Value]] = {
-    sympy.Add: lambda *args: functools.reduce(operator.add, args),
-    sympy.Mul: lambda *args: functools.reduce(operator.mul, args),
-    sympy.exp: torch.exp,
-    sympy.log: torch.log,
-    sympy.sin: torch.sin,
-    sympy.cos: torch.cos,
-    sympy.tan: torch.tan,
-    sympy.asin: torch.asin,
-    sympy.acos: torch.acos,
-    sympy.atan: torch.atan,
-    sympy.sinh: torch.sinh,
-    sympy.cosh: torch.cosh,
-    sympy.tanh: torch.tanh,
-    sympy.Abs: torch.abs,
+TORCH_OPS: dict[str, Callable[..., Value]] = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+    "neg": operator.neg,
+    "reciprocal": torch.reciprocal,
+    "square": lambda b: b * b,
+    "cube": lambda b: b * b * b,
+    "sqrt": torch.sqrt,
+    "rsqrt": torch.rsqrt,
+    "pow": torch.pow,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "tan": torch.tan,
+    "asin": torch.asin,
+    "acos": torch.acos,
+    "atan": torch.atan,
+    "sinh": torch.sinh,
+    "cosh": torch.cosh,
+    "tanh": torch.tanh,
+    "abs": torch.abs,
 }
 
 
-def register_torch_op(sympy_type: type, function: Callable[..., Value]) -> None:
-    """Teach equation modules a new sympy node type (e.g. `sympy.erf` → `torch.erf`)."""
-    TORCH_OPS[sympy_type] = function
+def register_torch_op(op: str, function: Callable[..., Value]) -> None:
+    """Teach equation modules a new lowered op (pair it with `lowering.FUNCTION_OPS`)."""
+    TORCH_OPS[op] = function
 
 
-def _power(exponent: sympy.Expr) -> Callable[[torch.Tensor], Value]:
-    if exponent == 2:
-        return lambda b: b * b
-    if exponent == sympy.Rational(1, 2):
-        return torch.sqrt
-    if exponent == -1:
-        return lambda b: 1.0 / b
-    if exponent == sympy.Rational(-1, 2):
-        return torch.rsqrt
-    value = float(exponent)
-    return lambda b: b**value
-
-
-def _compile(expr: sympy.Expr) -> Compiled:
-    """A closure tree that evaluates `expr` on a mapping of named tensors."""
-    if expr.is_Number or expr.is_NumberSymbol:
-        constant = float(expr)
+def _compile(node: Node) -> Compiled:
+    """A closure tree that evaluates the lowered `node` on a mapping of named tensors."""
+    if isinstance(node, Const):
+        constant = node.value
         return lambda env: constant
-    if expr.is_Symbol:
-        name = expr.name
+    if isinstance(node, Var):
+        name = node.name
         return lambda env: env[name]
-    if isinstance(expr, sympy.Pow) and expr.exp.is_Number:
-        base = _compile(expr.base)
-        apply = _power(expr.exp)
-        return lambda env: apply(_as_tensor(base(env), env))
-    if isinstance(expr, sympy.Pow):
-        base, exponent = _compile(expr.base), _compile(expr.exp)
-        return lambda env: torch.pow(_as_tensor(base(env), env), exponent(env))
-    function = TORCH_OPS.get(type(expr))
+    function = TORCH_OPS.get(node.op)
     if function is None:
-        raise ExpressionError(
-            f"no torch implementation for sympy `{type(expr).__name__}` in `{expr}`; "
-            "add one with `registry.nn.register_torch_op`"
-        )
-    args = [_compile(arg) for arg in expr.args]
-    if isinstance(expr, sympy.Add | sympy.Mul):
-        return lambda env: function(*(a(env) for a in args))
+        raise ExpressionError(f"no torch function for the op `{node.op}`; add one with "
+                              "`registry.nn.register_torch_op`")
+    args = [_compile(arg) for arg in node.args]
+    if len(args) == 2:
+        left, right = args
+        if isinstance(node.args[0], Const) and isinstance(node.args[1], Const):
+            raise ExpressionError(f"op `{node.op}` on two constants should have been folded")
+        return lambda env: function(left(env), right(env))
     (only,) = args
     return lambda env: function(_as_tensor(only(env), env))
 
@@ -126,7 +116,7 @@ class EquationModule(PortModule):
                 raise ManifestError(f"constant name `{name}` is reserved by torch ({exc}); "
                                     "rename the constant") from None
         self.constant_names = list(constants or {})
-        self._compiled = [_compile(expr) for expr in self.equations.values()]
+        self._compiled = [_compile(lower(expr)) for expr in self.equations.values()]
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         env = {name: x[..., i] for i, name in enumerate(self.input_names)}

@@ -1,0 +1,102 @@
+"""The cost of one module, measured: FLOPs, parameters, latency, energy per sample.
+
+`measure_cost` is what `registry register` records in `cost` and what
+`registry cost REF` prints afresh. FLOPs are exact (equations from their op
+tree, cross-checked in torch; networks in torch); latency and energy are
+measured on this machine, and energy says how (`measured:rapl`, or
+`estimated:power_model` where no counter exists).
+
+Example:
+    >>> measure_cost(module, manifest).flops.forward
+    4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from registry.cost.flops import FlopCount, count_equation_flops, count_module_flops
+from registry.cost.latency import Latency, measure_latency, time_calls
+
+if TYPE_CHECKING:
+    import torch
+
+    from registry.spec import Cost, Manifest
+
+__all__ = ["ModuleCost", "measure_cost"]
+
+LATENCY_BATCH = 4096
+FLOP_BATCH = 16
+
+
+@dataclass(frozen=True)
+class ModuleCost:
+    flops: FlopCount
+    params: int
+    latency: Latency
+    energy_j_per_sample: float
+    energy_method: str
+    energy_hardware: str
+
+    def to_cost(self, previous: Cost | None = None) -> Cost:
+        """The manifest's `cost` section (keeping a recorded `training` cost)."""
+        from registry.spec import Cost, Measured
+
+        return Cost(
+            flops_per_sample=self.flops.forward,
+            flops_per_sample_backward=self.flops.forward_backward,
+            params=self.params,
+            uncounted_ops=list(self.flops.uncounted_ops),
+            latency_ns_per_sample=Measured(**_rounded(self.latency.to_dict())),
+            energy_j_per_sample=Measured(value=float(f"{self.energy_j_per_sample:.4g}"),
+                                         batch=self.latency.batch, method=self.energy_method,
+                                         hardware=self.energy_hardware),
+            training=previous.training if previous else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flops": self.flops.to_dict(), "params": self.params,
+                "latency_ns_per_sample": _rounded(self.latency.to_dict()),
+                "energy_j_per_sample": {"value": self.energy_j_per_sample,
+                                        "method": self.energy_method,
+                                        "hardware": self.energy_hardware}}
+
+
+def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
+                 batch: int = LATENCY_BATCH) -> ModuleCost:
+    """Measure `module` (built from `manifest`) on inputs sampled from its declared ranges."""
+    import torch
+
+    from registry.cost.energy import track_energy
+    from registry.evaluation import sample_inputs
+    from registry.spec import Sample
+
+    x = torch.as_tensor(sample_inputs(manifest, Sample(n=max(batch, FLOP_BATCH), seed=0),
+                                      where=manifest.ref), dtype=torch.float32)
+    flops = count_module_flops(module, x[:FLOP_BATCH])
+    if manifest.kind == "equation":
+        equations = getattr(module, "equations", None)
+        if equations is not None:
+            flops = _agreeing(flops, count_equation_flops(equations))
+    params = sum(p.numel() for p in module.parameters())
+    latency = measure_latency(module, x[:batch])
+    with torch.no_grad(), track_energy() as tracker:
+        calls = len(time_calls(lambda: module(x[:batch]), warmup=0))
+    report = tracker.report
+    assert report is not None
+    return ModuleCost(flops, params, latency, report.energy_j / (calls * batch), report.method,
+                      report.hardware)
+
+
+def _agreeing(measured: FlopCount, from_equation: int) -> FlopCount:
+    if measured.forward != from_equation and not measured.uncounted_ops:
+        from registry.errors import RegistryError
+
+        raise RegistryError(f"FLOP count mismatch: the equation counts {from_equation}, torch "
+                            f"measured {measured.forward}; report this as a bug")
+    return measured
+
+
+def _rounded(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in data.items()}
