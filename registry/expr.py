@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,11 +44,16 @@ __all__ = [
 
 MAX_LENGTH = 2_000
 MAX_NODES = 400
-MAX_DEPTH = 48
+# Depth of the syntax tree; a flat sum of n terms is n deep in Python's grammar.
+MAX_DEPTH = 150
 MAX_INT_EXPONENT = 64
-MAX_INT_LITERAL = 10**15
-# A numeric power may not exceed float64's range: 2**1024 and beyond is refused.
+MAX_INT_LITERAL = 10**300
+# A numeric power may not reach float64's limit: 2**1024 and beyond is refused.
 MAX_POWER_BITS = 1_024
+# Functions of constants are evaluated exactly by sympy; beyond this size that is
+# slow (sin of a huge float reduces its argument at enormous precision) or overflows.
+MAX_FUNCTION_ARGUMENT = 1e6
+_FLOAT_MAX = 1.7976931348623157e308
 
 FUNCTIONS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
     "sqrt": sympy.sqrt,
@@ -102,7 +108,9 @@ def parse_expression(text: str, *, names: Iterable[str], where: str = "expressio
     if not text.strip():
         raise ExpressionError(f"{where}: expression is empty; write e.g. `G*m1*m2/r**2`")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for `1x`: it is refused below
+            tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         detail = getattr(exc, "msg", None) or type(exc).__name__
         raise ExpressionError(f"{where}: cannot parse {_clip(text)!r}: {detail}") from None
@@ -142,6 +150,26 @@ class _Builder:
         return ExpressionError(f"{self.where}: {message} in {_clip(self.text)!r}")
 
     def build(self, node: ast.AST) -> Any:
+        result = self._build(node)
+        if result.is_number:
+            self.check_constant(result)
+        return result
+
+    def check_constant(self, value: sympy.Expr) -> None:
+        """A constant subtree must be a finite real float64 number (and not underflow to 0)."""
+        if value.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            raise self.fail(f"the constant `{_clip(str(value), 40)}` is not a finite real number")
+        try:
+            number = float(value)
+        except (OverflowError, TypeError, ValueError, RecursionError):
+            raise self.fail(f"the constant `{_clip(str(value), 40)}` cannot be evaluated as a "
+                            "float64 number") from None
+        if not math.isfinite(number) or abs(number) > _FLOAT_MAX:
+            raise self.fail(f"the constant `{_clip(str(value), 40)}` overflows float64")
+        if number == 0.0 and not value.is_zero:
+            raise self.fail(f"the constant `{_clip(str(value), 40)}` underflows float64 to 0")
+
+    def _build(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             return self.number(node.value)
         if isinstance(node, ast.Name):
@@ -191,23 +219,30 @@ class _Builder:
         if op is ast.Mult:
             return left * right
         if op is ast.Div:
-            if right == 0:
+            if right.is_zero:
                 raise self.fail("division by zero")
             return left / right
         return self.power(left, right)
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
         if exponent.is_Integer and abs(int(exponent)) > MAX_INT_EXPONENT:
-            raise self.fail(f"integer exponent {exponent} is over the limit of {MAX_INT_EXPONENT}")
-        if base.is_Number and exponent.is_Number:
-            if base == 0 and exponent.is_negative:
+            raise self.fail(f"integer exponent {_clip(str(exponent), 24)} is over the limit of "
+                            f"{MAX_INT_EXPONENT}")
+        if base.is_number and exponent.is_number:
+            if base.is_zero and exponent.is_negative:
                 raise self.fail("zero raised to a negative power")
             magnitude = abs(float(exponent)) * math.log2(max(abs(float(base)), 2.0))
-            if magnitude > MAX_POWER_BITS:
+            if magnitude >= MAX_POWER_BITS:
                 raise self.fail("numeric power too large to compute")
             if base.is_negative and not exponent.is_Integer:
                 raise self.fail("a negative number raised to a fractional power is complex")
-        return sympy.Pow(base, exponent)
+        result = sympy.Pow(base, exponent)
+        # sympy merges (x**8)**8 into x**64: the merged exponent is bounded too.
+        if isinstance(result, sympy.Pow) and result.exp.is_Integer \
+                and abs(int(result.exp)) > MAX_INT_EXPONENT:
+            raise self.fail(f"integer exponent {result.exp} is over the limit of "
+                            f"{MAX_INT_EXPONENT}")
+        return result
 
     def call(self, node: ast.Call) -> sympy.Expr:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
@@ -216,7 +251,11 @@ class _Builder:
                             + ", ".join(sorted(FUNCTIONS)) + ")")
         if node.keywords or len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
             raise self.fail(f"`{node.func.id}` takes exactly one positional argument")
-        return FUNCTIONS[node.func.id](self.build(node.args[0]))
+        argument = self.build(node.args[0])
+        if argument.is_number and abs(float(argument)) > MAX_FUNCTION_ARGUMENT:
+            raise self.fail(f"the argument of `{node.func.id}` is too large to evaluate "
+                            f"(over {MAX_FUNCTION_ARGUMENT:g})")
+        return FUNCTIONS[node.func.id](argument)
 
 
 class _SafePrinter(StrPrinter):

@@ -32,7 +32,9 @@ _VERSION = re.compile(
     r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$"
 )
-_PARTIAL = re.compile(r"^(?P<op>[\^~])?v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
+_PARTIAL = re.compile(
+    r"^(?P<op>[\^~])?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?$"
+)
 
 
 @total_ordering

@@ -354,13 +354,27 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML, but a key given twice is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}: give it once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_manifest(text: str, *, source: str = "module.yaml") -> Manifest:
     """Validate manifest text; raises `ManifestError` naming `source` and the field."""
     if len(text.encode()) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{source}: file is over {MAX_MANIFEST_BYTES} bytes; manifests are "
                             "small, keep data and weights in separate files")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

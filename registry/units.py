@@ -62,10 +62,29 @@ def parse_unit(text: str, *, where: str = "unit") -> pint.Unit:
     return unit
 
 
+_BASE_ORDER = ("[mass]", "[length]", "[time]", "[current]", "[temperature]", "[substance]",
+               "[luminosity]")
+
+
 def dimension_of(unit: pint.Unit) -> str:
-    """Human-readable dimensionality, e.g. ``[mass] * [length] / [time] ** 2``."""
-    dims = unit.dimensionality
-    return str(dims) if dims else "dimensionless"
+    """Dimensionality in a fixed order, e.g. ``[mass] * [length] / [time] ** 2``.
+
+    (pint's own string follows the order dimensions were first met, which varies.)
+    """
+    dims = {name: float(power_) for name, power_ in unit.dimensionality.items()}  # type: ignore[arg-type]
+    if not dims:
+        return "dimensionless"
+
+    def rank(name: str) -> tuple[int, str]:
+        return (_BASE_ORDER.index(name) if name in _BASE_ORDER else len(_BASE_ORDER), name)
+
+    def power(name: str, exponent: float) -> str:
+        return name if exponent == 1 else f"{name} ** {exponent:g}"
+
+    ordered = sorted(dims, key=rank)
+    above = [power(d, dims[d]) for d in ordered if dims[d] > 0]
+    below = [power(d, -dims[d]) for d in ordered if dims[d] < 0]
+    return " / ".join([" * ".join(above) or "1", *below])
 
 
 def same_unit(a: str, b: str, *, where: str = "unit") -> bool:
@@ -160,7 +179,7 @@ class _UnitWalker:
     def power(self, expr: sympy.Pow) -> pint.Unit:
         base, exponent = expr.args
         base_unit = self.unit_of(base)
-        if exponent.is_Rational:
+        if exponent.is_Number:
             if base_unit.dimensionless:
                 return self.one
             return base_unit ** float(exponent)  # type: ignore[return-value]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -134,10 +136,11 @@ _NOT_ALLOWED = "is not allowed (only numbers, names, + - * / **, and calls to ab
         ("\ud800", "cannot parse '\\ud800': UnicodeEncodeError"),
         ("", "expression is empty; write e.g. `G*m1*m2/r**2`"),
         ("   \n", "expression is empty"),
-        ("x" * 2001, "expression is 2001 characters, over the limit of 2000; split it into named parts"),
-        ("-" * 60 + "x", "expression nests deeper than 48; simplify it"),
-        ("sqrt(" * 50 + "x" + ")" * 50, "expression nests deeper than 48; simplify it"),
-        ("+".join(["x"] * 50), "expression nests deeper than 48; simplify it"),
+        ("x" * 2001,
+         "expression is 2001 characters, over the limit of 2000; split it into named parts"),
+        ("-" * 160 + "x", "expression nests deeper than 150; simplify it"),
+        ("sqrt(" * 199 + "x" + ")" * 199, "expression nests deeper than 150; simplify it"),
+        ("+".join(["x"] * 201), "expression has over 400 nodes; simplify it"),
         ("(" * 300 + "x" + ")" * 300, "too many nested parentheses"),
         ("9**9**9", "integer exponent 387420489 is over the limit of 64 in '9**9**9'"),
         ("2**65", "integer exponent 65 is over the limit of 64"),
@@ -145,8 +148,9 @@ _NOT_ALLOWED = "is not allowed (only numbers, names, + - * / **, and calls to ab
         ("2.0**1024", "integer exponent 1024 is over the limit of 64"),
         ("2**1024.5", "numeric power too large to compute"),
         ("(10**15)**64", "numeric power too large to compute"),
-        ("10000000000000000", "integer literal over 1e+15; write it as a float"),
-        ("-1000000000000001", "integer literal over 1e+15; write it as a float"),
+        ("1" + "0" * 301, "integer literal over 1e+300; write it as a float"),
+        ("-1" + "0" * 301, "integer literal over 1e+300; write it as a float"),
+        ("((x**8)**8)**2", "integer exponent 128 is over the limit of 64"),
         ("(-8)**0.5", "a negative number raised to a fractional power is complex in '(-8)**0.5'"),
         ("(-8)**(1/3)", "a negative number raised to a fractional power is complex"),
         ("0**-1", "zero raised to a negative power"),
@@ -193,7 +197,9 @@ def test_non_string_input_is_refused() -> None:
         parse_expression(42, names=[])  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("text", ["9**9**9", "9**9**9**9", "(10**15)**(10**15)", "2**2**2**2**2**2"])
+@pytest.mark.parametrize(
+    "text", ["9**9**9", "9**9**9**9", "(10**15)**(10**15)", "2**2**2**2**2**2"]
+)
 def test_exponent_towers_are_refused_fast(text: str) -> None:
     start = time.perf_counter()
     with pytest.raises(ExpressionError):
@@ -202,50 +208,32 @@ def test_exponent_towers_are_refused_fast(text: str) -> None:
     assert time.perf_counter() - start < TIME_LIMIT_S
 
 
-# Known defects, written as the parser should behave (see the report in each reason).
+# Hostile constants: refused at once, never evaluated into overflow, I, zoo or a hang.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expr.py _Builder.binary/power compare `right == 0` / `base == 0`, which is False for "
-    "sympy.Float(0.0) (sympy >= 1.13), so a float zero divides and gives zoo",
-)
-@pytest.mark.parametrize("text", ["x/0.0", "0.0**-1", "x/(y*0.0 + 0.0)"])
+@pytest.mark.parametrize("text", ["x/0.0", "x/(-0.0)", "0.0**-1", "0.0**-2.5"])
 def test_float_zero_division_is_refused(text: str) -> None:
-    with pytest.raises(ExpressionError, match="division by zero|zero raised to a negative power"):
+    with pytest.raises(ExpressionError, match=r"division by zero|zero raised to a negative power"):
         parse_expression(text, names=NAMES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expr.py _Builder.call/binary never check the result: functions and arithmetic on "
-    "numbers give I, zoo, nan or floats beyond float64 that format_expression cannot write",
-)
 @pytest.mark.parametrize(
     "text", ["sqrt(-1)", "log(0)", "asin(2.0)", "log(0) - log(0)", "1e300*1e300", "2**1024.0",
-             "exp(1000.0)"],
+             "exp(1000.0)", "1e-300*1e-300*x", "x/cosh(711.0)"],
 )
 def test_non_real_or_overflowing_results_are_refused(text: str) -> None:
     with pytest.raises(ExpressionError):
         parse_expression(text, names=NAMES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expr.py _Builder.call evaluates functions of huge floats: exp(exp(exp(1e5))) raises "
-    "OverflowError and cos(exp(1e308)) RecursionError instead of ExpressionError",
+@pytest.mark.parametrize(
+    "text", ["exp(exp(exp(1e5)))", "exp(exp(exp(exp(10.0))))", "cos(exp(1e308))"]
 )
-@pytest.mark.parametrize("text", ["exp(exp(exp(1e5)))", "exp(exp(exp(exp(10.0))))", "cos(exp(1e308))"])
 def test_functions_of_huge_numbers_raise_only_expression_error(text: str) -> None:
     with pytest.raises(ExpressionError):
         parse_expression(text, names=NAMES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expr.py _Builder.call: sin of a float with a huge exponent runs mpmath's argument "
-    "reduction at enormous precision: sin(exp(1e6)) takes ~9 s, sin(E**1e15) does not finish",
-)
 def test_trigonometry_of_huge_numbers_is_refused_fast() -> None:
     # exp(1e5) reduces in ~0.1 s; exp(1e6) (~9 s) would stall the suite, so the smaller case
     # stands for the class: the parser should refuse any float that float64 cannot hold.
@@ -332,12 +320,7 @@ def test_format_expression_round_trips(text: str) -> None:
     assert again == tree
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expr.py format_expression prints integers over MAX_INT_LITERAL (1e15) as digits, "
-    "which parse_expression then refuses ('integer literal over 1e+15')",
-)
-@pytest.mark.parametrize("text", ["2**64", "x*2**50", "x/2**50"])
+@pytest.mark.parametrize("text", ["2**64", "x*2**50", "x/2**50", "2**60*3**60*x"])
 def test_format_expression_round_trips_big_integers(text: str) -> None:
     tree = parse_expression(text, names=["x"])
 
@@ -369,7 +352,9 @@ def test_format_expression_round_trips_the_exact_tree() -> None:
         (sympy.gamma(x), "cannot write function `gamma` in the expression grammar"),
     ],
 )
-def test_format_expression_refuses_what_the_grammar_cannot_say(tree: sympy.Expr, message: str) -> None:
+def test_format_expression_refuses_what_the_grammar_cannot_say(
+    tree: sympy.Expr, message: str
+) -> None:
     with pytest.raises(ExpressionError) as caught:
         format_expression(tree)
 
@@ -385,8 +370,9 @@ class Case:
 
     `refused`: the grammar's documented limits refuse it (division by zero, zero to a
     negative power, a negative number to a fractional power, a numeric power beyond
-    float64). `shaky`: its value is not a finite real (zoo, nan, I); the parser may
-    refuse it (it should; see the xfail tests) or build the same tree.
+    float64). `shaky`: its value is not a finite real (zoo, nan, I) or not a float64; the
+    parser may refuse it (it should; see the xfail tests) or build the same tree.
+    Divisions by a float zero are not generated (a known defect, tested above).
     """
 
     text: str
@@ -400,10 +386,19 @@ _NONREAL = (sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
 
 
 def _shaky(tree: sympy.Expr) -> bool:
-    """Not a finite real, or holds a float that float64 cannot (it prints as `inf`)."""
+    """Not a finite real, or holds a float that float64 cannot (it prints as `inf` or `0.0`),
+    or has a constant part that is not a finite real float64 (e.g. `acos(pi)`)."""
     return any(tree.has(atom) for atom in _NONREAL) or any(
-        not math.isfinite(float(f)) for f in tree.atoms(sympy.Float)
-    )
+        not math.isfinite(float(f)) or 0 < abs(float(f)) < sys.float_info.min
+        or (float(f) == 0 and not f.is_zero)
+        for f in tree.atoms(sympy.Float)
+    ) or any(not _finite_real(sub) for sub in sympy.preorder_traversal(tree) if sub.is_number)
+
+
+def _finite_real(constant: sympy.Expr) -> bool:
+    value = complex(constant.evalf())
+    return value.imag == 0 and math.isfinite(value.real) and abs(value.real) < 1.7e308 and not (
+        value.real == 0 and not constant.is_zero)
 
 
 def _refused(text: str) -> Case:
@@ -423,7 +418,6 @@ _leaves = st.one_of(
 _EXPONENTS = [(str(k), sympy.Integer(k)) for k in range(-3, 6)] + [
     (repr(f), sympy.Float(f)) for f in (0.5, 1.5, 2.5)
 ]
-_BINARY = {"+": sympy.Add, "-": None, "*": sympy.Mul, "/": None}
 
 
 @st.composite
@@ -447,7 +441,7 @@ def valid_cases(draw: st.DrawFn, depth: int = 4) -> Case:
         base = draw(valid_cases(depth - 1))
         text, exponent = draw(st.sampled_from(_EXPONENTS))
         return _power(f"({base.text})**({text})", base, exponent)
-    op = draw(st.sampled_from(sorted(_BINARY)))
+    op = draw(st.sampled_from(["+", "-", "*", "/"]))
     a, b = draw(valid_cases(depth - 1)), draw(valid_cases(depth - 1))
     text = f"({a.text}) {op} ({b.text})"
     if op == "/" and not (a.refused or b.refused or b.shaky):
@@ -460,7 +454,7 @@ def valid_cases(draw: st.DrawFn, depth: int = 4) -> Case:
     return _combine(text, [a, b], build)
 
 
-def _combine(text: str, parts: list[Case], build) -> Case:  # type: ignore[no-untyped-def]
+def _combine(text: str, parts: list[Case], build: Callable[[], sympy.Expr]) -> Case:
     if any(p.refused for p in parts):
         return _refused(text)
     tree = build()
@@ -473,10 +467,10 @@ def _power(text: str, base: Case, exponent: sympy.Expr) -> Case:
     if base.shaky:
         return Case(text, sympy.Pow(base.tree, exponent), shaky=True)
     b = base.tree
-    if b.is_Number:
-        if b == 0 and exponent.is_negative:
+    if b.is_number:  # any constant base, as the parser checks it
+        if b.is_zero and exponent.is_negative:
             return _refused(text)
-        if abs(float(exponent)) * math.log2(max(abs(float(b)), 2.0)) > 1024:
+        if abs(float(exponent)) * math.log2(max(abs(float(b)), 2.0)) >= 1024:
             return _refused(text)
         if b.is_negative and not exponent.is_Integer:
             return _refused(text)
@@ -512,14 +506,15 @@ def test_grammar_expressions_parse_to_the_tree_built_alongside(case: Case) -> No
     if case.shaky:
         assert refused or outcome == case.tree
     else:
-        assert (refused, None if refused else outcome) == (case.refused, None if case.refused else case.tree)
+        expected = "refused" if case.refused else case.tree
+        assert ("refused" if refused else outcome) == expected
 
 
 @PROPERTY_SETTINGS
 @given(valid_cases())
 def test_format_expression_round_trips_grammar_expressions(case: Case) -> None:
     outcome, _ = _timed_parse(case.text)
-    if isinstance(outcome, ExpressionError) or _shaky(outcome) or _has_big_integer(outcome):
+    if isinstance(outcome, ExpressionError) or _shaky(outcome) or _over_literal_limits(outcome):
         return  # known limits (xfail tests above), not this property's subject
 
     again = parse_expression(format_expression(outcome), names=NAMES)
@@ -529,11 +524,10 @@ def test_format_expression_round_trips_grammar_expressions(case: Case) -> None:
     assert again == outcome or sympy.simplify(again - outcome) == 0
 
 
-def _has_big_integer(tree: sympy.Expr) -> bool:
-    return any(
-        abs(atom.p) > 10**15 or abs(atom.q) > 10**15
-        for atom in tree.atoms(sympy.Rational)
-    )
+def _over_literal_limits(tree: sympy.Expr) -> bool:
+    big_number = any(abs(a.p) > 10**15 or abs(a.q) > 10**15 for a in tree.atoms(sympy.Rational))
+    big_exponent = any(p.exp.is_Integer and abs(p.exp) > 64 for p in tree.atoms(sympy.Pow))
+    return big_number or big_exponent
 
 
 JUNK = [
@@ -545,6 +539,7 @@ JUNK = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # ast.parse warns on e.g. `1x`
 @PROPERTY_SETTINGS
 @given(
     st.lists(
@@ -562,6 +557,7 @@ def test_junk_mixed_into_expressions_is_parsed_or_refused_quickly(text: str) -> 
     assert isinstance(outcome, sympy.Expr | ExpressionError) and elapsed < TIME_LIMIT_S
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")
 @PROPERTY_SETTINGS
 @given(st.text())
 def test_arbitrary_text_is_parsed_or_refused_quickly(text: str) -> None:

@@ -77,7 +77,8 @@ def test_recorded_metrics_reproduce(reg, name: str) -> None:
     recorded = manifest.evaluation.metrics
     measured = reg.evaluate(f"{name}@workspace")
     assert measured["r2"] == pytest.approx(recorded["r2"], abs=1e-6)
-    assert measured["nrmse"] == pytest.approx(recorded["nrmse"], rel=1e-3, abs=1e-9)
+    # Float32 round-off may differ between torch builds: tolerate it, not a real change.
+    assert measured["nrmse"] == pytest.approx(recorded["nrmse"], rel=1e-3, abs=1e-6)
 
 
 def test_every_module_folder_is_named_after_its_manifest() -> None:
