@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 pipeline: $(STAMP)
+	registry restore-tags
 	dvc repro
 	registry list
 

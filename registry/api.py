@@ -101,6 +101,10 @@ class Registry:
         """
         return self.store.register(Path(path), prepare=self._prepare, bump=bump)
 
+    def restore_tags(self) -> builtins.list[str]:
+        """Recreate version tags missing from this clone from the registration commits."""
+        return self.store.restore_tags()
+
     def promote(self, ref: str, stage: str) -> str:
         """Point `stage` at the version `ref` resolves to; returns the GTO stage tag."""
         return self.store.promote(ref, stage)

@@ -127,6 +127,13 @@ def register(
         typer.echo(f"{verb}: {result.tag} at {result.commit[:12]}")
 
 
+@app.command("restore-tags")
+def restore_tags() -> None:
+    """Recreate version tags a clone lacks, from the commits `register` made."""
+    restored = _registry().restore_tags()
+    typer.echo(f"restored {len(restored)} tags" + (f": {', '.join(restored)}" if restored else ""))
+
+
 @app.command()
 def promote(ref: str, stage: str) -> None:
     """Assign STAGE (e.g. prod) to the version REF resolves to (a GTO stage tag)."""

@@ -37,10 +37,11 @@ def make_repo(root: Path, modules: list[str]) -> Path:
 
 
 def _forget_registration(path: Path) -> None:
-    """Drop what registering filled in, so the copy registers as a new module would."""
+    """Drop what registering filled in, so the copy registers as a new module 1.0.0 would."""
     import yaml
 
     data = yaml.safe_load(path.read_text())
+    data["version"] = "1.0.0"
     if data["provenance"].get("source") == "hand-written":
         data["provenance"].pop("git", None)
         data["provenance"].pop("created", None)

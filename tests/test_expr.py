@@ -475,6 +475,8 @@ def _power(text: str, base: Case, exponent: sympy.Expr) -> Case:
         if b.is_negative and not exponent.is_Integer:
             return _refused(text)
     tree = sympy.Pow(b, exponent)
+    if isinstance(tree, sympy.Pow) and tree.exp.is_Integer and abs(int(tree.exp)) > 64:
+        return _refused(text)  # sympy merged (x**a)**b into one exponent over the limit
     return Case(text, tree, shaky=_shaky(tree))
 
 

@@ -174,3 +174,18 @@ def test_concurrent_registrations_of_two_modules_both_land(repo: Path) -> None:
     assert sorted(git(repo, "tag", "--list").split()) == ["drag@v1.0.0", "gravity@v1.0.0"]
     assert [r.name for r in registry.open(repo).list()] == ["drag", "gravity"]
     assert git(repo, "status", "--porcelain", "modules") == ""
+
+
+def test_tags_lost_in_a_clone_are_restored_from_history(reg, repo: Path, tmp_path: Path) -> None:
+    reg.register(repo / "modules" / "gravity")
+    bump_gravity(repo, "1.1.0", "2*G*m1*m2/r**2")
+    reg.register(repo / "modules" / "gravity")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--no-tags", str(repo), str(clone))
+    assert git(clone, "tag", "--list") == ""
+    restored = registry.open(clone).restore_tags()
+    assert restored == ["gravity@v1.0.0", "gravity@v1.1.0"]
+    assert git(clone, "rev-list", "-n1", "gravity@v1.0.0") == git(repo, "rev-list", "-n1",
+                                                                   "gravity@v1.0.0")
+    assert str(registry.open(clone).load("gravity@1.0.0").sympy()["F"]) == "G*m1*m2/r**2"
+    assert registry.open(clone).restore_tags() == []

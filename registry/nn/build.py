@@ -37,7 +37,7 @@ def build_module(resolved: Resolved) -> PortModule:
         weights = manifest.network.weights
         load_weights(network, resolved.read(weights.path), sha256=weights.sha256,
                      where=resolved.where(weights.path))
-        network.eval()
+        network.eval()  # safe: nn.Module.eval switches off training mode; nothing is evaluated
         return network
     raise CompositionError(f"{source}: composite modules are built from their compose spec; "
                            "the builder (`registry compose`) is not available in this version")

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from registry.store.index import Index, IndexRow
 __all__ = ["RegisterResult", "Resolved", "Store"]
 
 MODULES_DIR = "modules"
+_REGISTER_SUBJECT = re.compile(
+    r"^Register (?P<name>[a-z][a-z0-9-]{0,62})@(?P<version>\d+\.\d+\.\d+\S*)$"
+)
 Bump = Literal["patch", "minor", "major"]
 
 
@@ -203,6 +207,42 @@ class Store:
                                  f"{name} version v{resolved.manifest.version}")
         self.index.refresh()
         return tag
+
+    def restore_tags(self) -> list[str]:
+        """Recreate version tags missing from a clone, from the commits `register` made.
+
+        Tags are pointers; the history is the record. A clone without tags (a
+        CI checkout, a push that left them behind) gets them back: each commit
+        titled `Register <name>@<version>` whose manifest has that name and
+        version is tagged `<name>@v<version>`, unless that tag exists.
+        """
+        from filelock import FileLock
+
+        restored = []
+        with FileLock(str(self.repo.gitdir / "registry.lock"), timeout=600):
+            existing = {tag.name for tag in self.repo.tags()}
+            log = self.repo.run("log", "--reverse", "--format=%H%x00%s", "--grep=^Register ")
+            for line in log.splitlines():
+                commit, subject = line.split("\0", 1)
+                match = _REGISTER_SUBJECT.match(subject)
+                tag = f"{match['name']}@v{match['version']}" if match else None
+                if match is None or tag in existing:
+                    continue
+                path = f"{MODULES_DIR}/{match['name']}/{MANIFEST_FILE}"
+                try:
+                    blob = self.repo.read_file(commit, path)
+                    manifest = parse_manifest(blob.decode(), source=f"{commit[:12]}:{path}")
+                except (NotFound, ManifestError):
+                    continue
+                if manifest.ref != f"{match['name']}@{match['version']}":
+                    continue
+                self.repo.create_tag(tag, commit, f"Registering artifact {manifest.name} version "
+                                     f"v{manifest.version} (restored from history)")
+                existing.add(tag)
+                restored.append(tag)
+        if restored:
+            self.index.refresh()
+        return restored
 
     def _module_folder(self, path: Path) -> tuple[Path, Path]:
         path = path.resolve()
