@@ -23,7 +23,14 @@ from registry.store.index import IndexRow
 from registry.store.store import MODULES_DIR, Bump, RegisterResult, Resolved, Store
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from registry.compose.module import ComposedModule
+    from registry.compose.spec import ComposeSpec
+    from registry.compose.train import TrainResult
+    from registry.cost.energy import EnergyReport
     from registry.cost.measure import ModuleCost
+    from registry.spec import TrainingCost
     from registry.nn.ports import PortModule
 
 __all__ = ["Registry", "open", "schema"]
@@ -48,9 +55,144 @@ class Registry:
 
     def load(self, ref: str) -> PortModule:
         """The torch module `ref` resolves to, with verified weights."""
+        return self._build(self.store.resolve(ref))
+
+    def compose(self, spec: ComposeSpec | str | Path) -> ComposedModule:
+        """Build the network a compose spec (a file, or a `ComposeSpec`) describes."""
+        from registry.compose.spec import load_spec
+
+        if isinstance(spec, str | Path):
+            return self._compose(load_spec(Path(spec)), source=str(spec))
+        return self._compose(spec, source="compose spec")
+
+    def _compose(self, spec: ComposeSpec, *, source: str,
+                 weights: tuple[bytes, str, str] | None = None) -> ComposedModule:
+        from registry.compose.graph import build_plan
+        from registry.compose.module import ComposedModule
+
+        resolved: dict[str, Resolved] = {}
+
+        def resolve(ref: str) -> tuple[Manifest, str]:
+            found = self.store.resolve(ref)
+            name = found.manifest.name
+            exact = found.manifest.ref if found.commit is not None else f"{name}@workspace"
+            resolved[exact] = found
+            return found.manifest, exact
+
+        plan = build_plan(spec, resolve=resolve, source=source)
+        modules = {node: self._build(resolved[exact]) for node, exact in plan.pinned.items()}
+        composed = ComposedModule(plan, modules)
+        if weights is not None:
+            from registry.nn.weights import load_weights
+
+            data, sha, where = weights
+            load_weights(composed, data, sha256=sha, where=where)
+        return composed
+
+    def train(self, spec: ComposeSpec | ComposedModule | str | Path, data: Mapping[str, Any], *,
+              target: str = "outputs", run_name: str | None = None,
+              **options: Any) -> tuple[ComposedModule, TrainResult, EnergyReport, str]:
+        """Compose `spec` (or take a built network) and train its trainable parts on `data`.
+
+        Logged to MLflow (parameters, per-epoch validation metrics, training FLOPs,
+        energy, the git commit); returns the network, the result, the energy
+        report and the MLflow run id.
+        """
+        from registry.compose.module import ComposedModule
+        from registry.compose.train import train_composite
+        from registry.cost.energy import track_energy
+        from registry.tracking import mlflow_run
+
+        net = spec if isinstance(spec, ComposedModule) else self.compose(spec)
+        name = net.plan.spec.name
+        params = {"spec": name, "target": target, **options,
+                  "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
+        with mlflow_run(f"train-{name}", root=self.root, run_name=run_name or f"train-{name}",
+                        params=params, tags={"git_commit": self.store.repo.head()}) as run:
+            with track_energy() as tracker:
+                result = train_composite(net, data, target=target,  # type: ignore[arg-type]
+                                         log=lambda m, step: run.log_metrics(m, step=step),
+                                         **options)
+            energy = tracker.report
+            run.log_metrics({"train_flops": result.train_flops, "train_energy_j": energy.energy_j,
+                             "train_cpu_s": energy.cpu_s, "train_co2_kg": energy.co2_kg,
+                             "epochs": result.epochs})
+            run.set_tags({"energy_method": energy.method})
+        return net, result, energy, run.run_id
+
+    def register_composite(
+        self, net: ComposedModule, *, name: str, version: str = "1.0.0",
+        training: TrainingCost | None = None, mlflow_run_id: str | None = None,
+        evaluation_data: Path | None = None, summary: str | None = None,
+    ) -> RegisterResult:
+        """Write `modules/<name>/` (pinned spec, weights, manifest) and register it.
+
+        The spec's module references are pinned to the exact versions used; a
+        changed composite registers as the next patch version.
+        """
+        import shutil
+
+        import yaml
+
+        from registry.nn.weights import save_weights
+        from registry.spec import sha256_file
+
+        plan = net.plan
+        workspace = sorted(node for node, ref in plan.pinned.items() if ref.endswith("@workspace"))
+        if workspace:
+            raise ManifestError(f"nodes {workspace} use unregistered (workspace) modules; register "
+                                "them first, so the composite can pin their versions")
+        folder = self.root / MODULES_DIR / name
+        folder.mkdir(parents=True, exist_ok=True)
+        pinned = plan.spec.to_dict() | {"name": name}
+        for node, ref in plan.pinned.items():
+            pinned["nodes"][node]["module"] = ref
+        (folder / "compose.yaml").write_text(yaml.safe_dump(pinned, sort_keys=False))
+        sha = save_weights(net, folder / "weights.safetensors")
+        existing = folder / MANIFEST_FILE
+        if existing.is_file():
+            version = str(yaml.safe_load(existing.read_text()).get("version", version))
+        data: dict[str, Any] = {
+            "name": name, "version": version, "kind": "composite",
+            "summary": summary or plan.spec.summary or f"composite of {', '.join(plan.pinned)}",
+            "inputs": {n: p.model_dump(exclude_none=True) for n, p in plan.inputs.items()},
+            "outputs": {n: {"unit": o.unit} for n, o in plan.spec.outputs.items()},
+            "composition": {"spec": "compose.yaml",
+                            "weights": {"path": "weights.safetensors", "sha256": sha}},
+            "provenance": {"source": "composed", "parents": sorted(set(plan.pinned.values()))},
+        }
+        if training is not None:
+            data["cost"] = {"training": training.model_dump(exclude_none=True)}
+        if mlflow_run_id is not None:
+            data["provenance"]["mlflow"] = {"run_id": mlflow_run_id,
+                                            "experiment": f"train-{plan.spec.name}"}
+        if evaluation_data is not None:
+            shutil.copyfile(evaluation_data, folder / "evaluation.npz")
+            data["evaluation"] = {"data": {"path": "evaluation.npz",
+                                           "sha256": sha256_file(folder / "evaluation.npz")}}
+        write_manifest(Manifest.model_validate(data), existing)
+        return self.register(folder, bump="patch")
+
+    def _build(self, resolved: Resolved) -> PortModule:
+        """Build any kind of module; composites are rebuilt from their pinned spec."""
         from registry.nn.build import build_module
 
-        return build_module(self.store.resolve(ref))
+        manifest = resolved.manifest
+        if manifest.kind != "composite":
+            return build_module(resolved)
+        import yaml
+
+        from registry.compose.spec import parse_spec
+
+        assert manifest.composition is not None
+        where = resolved.where(manifest.composition.spec)
+        spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)), source=where)
+        weights = manifest.composition.weights
+        blob = None if weights is None else (resolved.read(weights.path), weights.sha256,
+                                             resolved.where(weights.path))
+        composed = self._compose(spec, source=where, weights=blob)
+        composed.eval()  # safe: nn.Module.eval switches off training mode
+        return composed
 
     def list(
         self, *, kind: str | None = None, all_versions: bool = False
@@ -83,15 +225,14 @@ class Registry:
         from registry.cost.measure import measure_cost
 
         resolved = self.store.resolve(ref)
-        from registry.nn.build import build_module
-
-        return measure_cost(build_module(resolved), resolved.manifest)
+        return measure_cost(self._build(resolved), resolved.manifest)
 
     def evaluate(self, ref: str) -> dict[str, float]:
         """Recompute accuracy metrics from the module's `evaluation` section."""
         from registry.evaluation import evaluate
 
-        return evaluate(self.store.resolve(ref), load=self.load)
+        resolved = self.store.resolve(ref)
+        return evaluate(resolved, module=self._build(resolved), load=self.load)
 
     def register(self, path: str | Path, *, bump: Bump | None = None) -> RegisterResult:
         """Validate, measure metrics, fill provenance, commit and tag the module at `path`.
@@ -132,13 +273,12 @@ class Registry:
         """Before a registration: load the module (hashes verified), measure cost and metrics."""
         from registry.cost.measure import measure_cost
         from registry.evaluation import evaluate
-        from registry.nn.build import build_module
 
         manifest = workspace.manifest
-        module = build_module(workspace)
+        module = self._build(workspace)
         update: dict[str, Any] = {"cost": measure_cost(module, manifest).to_cost(manifest.cost)}
         if manifest.evaluation is not None:
-            metrics = evaluate(workspace, load=self.load)
+            metrics = evaluate(workspace, module=module, load=self.load)
             update["evaluation"] = manifest.evaluation.model_copy(update={"metrics": metrics})
         return manifest.model_copy(update=update)
 

@@ -194,6 +194,88 @@ def evaluate(ref: str, as_json: JsonFlag = False) -> None:
 
 
 @app.command()
+def compose(
+    spec: Path,
+    summary: Annotated[bool, typer.Option("--summary", help="Nodes, parameters, FLOPs.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the spec with pinned versions.")] = None,
+    register_as: Annotated[str | None, typer.Option("--register", help="Register as NAME.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compose modules into a network from a compose spec (YAML)."""
+    import yaml
+
+    reg = _registry()
+    net = reg.compose(spec)
+    report = net.summary()
+    if out is not None:
+        pinned = net.plan.spec.to_dict()
+        for node, ref in net.plan.pinned.items():
+            pinned["nodes"][node]["module"] = ref
+        out.write_text(yaml.safe_dump(pinned, sort_keys=False))
+    if register_as is not None:
+        result = reg.register_composite(net, name=register_as)
+        report["registered"] = {"tag": result.tag, "commit": result.commit,
+                                "created": result.created}
+    if as_json:
+        _print_json(report)
+        return
+    if summary or register_as is None:
+        _table([[str(r[k]) for k in ("node", "kind", "ref", "params", "trainable")]
+                for r in report["nodes"]], ["NODE", "KIND", "MODULE", "PARAMS", "TRAINABLE"])
+        typer.echo(f"\ninputs: {', '.join(report['inputs'])}   outputs: "
+                   f"{', '.join(report['outputs'])}")
+        typer.echo(f"parameters: {report['params']} ({report['trainable_params']} trainable)   "
+                   f"FLOPs/sample: {report['flops_per_sample']}")
+    if register_as is not None:
+        typer.echo(f"registered: {report['registered']['tag']}")
+
+
+class Target(StrEnum):
+    outputs = "outputs"
+    derivatives = "derivatives"
+
+
+@app.command()
+def train(
+    spec: Path,
+    data: Annotated[Path, typer.Option(help="An .npz with one array per input/output name.")],
+    target: Annotated[Target, typer.Option(help="Fit the outputs, or the dynamics' rates.")]
+    = Target.outputs,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 100,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 256,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
+    target_nrmse: Annotated[float | None, typer.Option(help="Stop at this val nRMSE.")] = None,
+    register_as: Annotated[str | None, typer.Option("--register", help="Register as NAME.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a composite's trainable parts (MLflow run, energy tracked)."""
+    import numpy as np
+
+    reg = _registry()
+    with np.load(data, allow_pickle=False) as arrays:
+        loaded = {k: arrays[k] for k in arrays.files}
+    net, result, energy, run_id = reg.train(spec, loaded, target=target.value, max_epochs=epochs,
+                                            batch=batch, lr=lr, target_nrmse=target_nrmse,
+                                            progress=not as_json)
+    report: dict[str, Any] = {"epochs": result.epochs, "stopped_early": result.stopped_early,
+                              "val_metrics": result.metrics, "train_flops": result.train_flops,
+                              "energy_j": energy.energy_j, "energy_method": energy.method,
+                              "cpu_s": energy.cpu_s, "mlflow_run_id": run_id}
+    if register_as is not None:
+        training = energy.to_training_cost().model_copy(update={"flops": result.train_flops})
+        registered = reg.register_composite(net, name=register_as, training=training,
+                                            mlflow_run_id=run_id)
+        report["registered"] = registered.tag
+    if as_json:
+        _print_json(report)
+        return
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
 def schema(out: Annotated[Path | None, typer.Option(help="Write to this file.")] = None) -> None:
     """Print the manifest's JSON Schema."""
     from registry.api import schema as manifest_schema

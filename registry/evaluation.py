@@ -9,7 +9,7 @@ Metrics (the worst over outputs): `rmse`, `nrmse` (rmse / std of the truth),
 `r2`, `max_rel_error` (max |error| / max |truth|).
 
 Example:
-    >>> evaluate(store.resolve("gravity@workspace"), load=api.load)
+    >>> evaluate(resolved, module=gravity, load=api.load)
     {'rmse': 1.1e-17, 'nrmse': 3.2e-08, 'r2': 1.0, 'max_rel_error': 1.9e-07}
 """
 
@@ -62,11 +62,10 @@ def compute_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float
     return {k: float(f"{v:.6g}") for k, v in worst.items()}
 
 
-def evaluate(resolved: Resolved, *, load: Callable[[str], torch.nn.Module]) -> dict[str, float]:
-    """Recompute the metrics of the module `resolved` from its `evaluation` section."""
+def evaluate(resolved: Resolved, *, module: torch.nn.Module,
+             load: Callable[[str], torch.nn.Module]) -> dict[str, float]:
+    """Recompute the metrics of `module` (built from `resolved`) from its `evaluation` section."""
     import torch
-
-    from registry.nn.build import build_module
 
     manifest = resolved.manifest
     evaluation = manifest.evaluation
@@ -74,7 +73,6 @@ def evaluate(resolved: Resolved, *, load: Callable[[str], torch.nn.Module]) -> d
     if evaluation is None:
         raise ManifestError(f"{where}: evaluation: is missing; add `data` or `reference` so "
                             "accuracy can be measured")
-    module = build_module(resolved)
     outputs = list(manifest.outputs)
     if evaluation.data is not None:
         x, truth = _read_data(resolved, evaluation.data.path, evaluation.data.sha256)

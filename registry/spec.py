@@ -129,6 +129,7 @@ class Network(_Strict):
 
 class Composition(_Strict):
     spec: RelativePath
+    weights: FileRef | None = None
 
 
 class ReferenceTruth(_Strict):
@@ -308,7 +309,8 @@ def _prune(value: Any) -> Any:
     return value
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def format_validation_error(error: ValidationError, source: str, *,
+                            model: type[BaseModel] | None = None) -> str:
     """One line per problem: `file: field.path: what is wrong; fix`."""
     lines = []
     for item in error.errors():
@@ -316,7 +318,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         message = item["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(item["type"], "")
         if item["type"] == "extra_forbidden":
-            fix = fix.format(allowed=", ".join(_allowed_keys(item["loc"][:-1])))
+            fix = fix.format(allowed=", ".join(_allowed_keys(item["loc"][:-1], model or Manifest)))
         elif item["type"] == "string_pattern_mismatch":
             pattern = (item.get("ctx") or {}).get("pattern", "")
             fix = _PATTERN_HINTS.get(pattern, f"match the pattern {pattern}")
@@ -324,8 +326,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Manifest
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    model: Any = root
     for part in loc:
         field = _field_by_alias(model, str(part))
         if field is None:  # a dict key (port name, ...): the value type is the model

@@ -24,7 +24,8 @@ from registry.errors import UnitError
 if TYPE_CHECKING:
     import pint
 
-__all__ = ["check_equation_units", "dimension_of", "parse_unit", "same_unit", "unit_registry"]
+__all__ = ["check_equation_units", "dimension_of", "parse_unit", "same_unit", "unit_of_expression",
+           "unit_registry", "units_match"]
 
 MAX_UNIT_LENGTH = 120
 _UNIT_TEXT = re.compile(r"^[A-Za-z0-9_ .*/^()\-+µΩ°]*$")
@@ -95,8 +96,20 @@ def same_unit(a: str, b: str, *, where: str = "unit") -> bool:
     return _scale(ua, ub) == 1.0 or abs(_scale(ua, ub) - 1.0) < _SCALE_TOLERANCE
 
 
+def units_match(actual: pint.Unit, expected: pint.Unit) -> bool:
+    """Same dimension and scale (a value in `actual` can be used as `expected` unchanged)."""
+    return actual.dimensionality == expected.dimensionality and abs(
+        _scale(actual, expected) - 1.0) < _SCALE_TOLERANCE
+
+
 def _scale(actual: pint.Unit, expected: pint.Unit) -> float:
     return float(unit_registry().Quantity(1.0, actual).to(expected).magnitude)
+
+
+def unit_of_expression(expr: sympy.Expr, units: Mapping[str, pint.Unit], *,
+                       where: str = "expression") -> pint.Unit:
+    """The pint unit of `expr` given the units of its symbols; `UnitError` if inconsistent."""
+    return _UnitWalker(units, where).unit_of(expr)
 
 
 def check_equation_units(

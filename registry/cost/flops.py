@@ -18,7 +18,7 @@ Weights (FLOPs per output element):
     comparisons, logical ops, where, sign, clamp     1
     backward: tanh_backward 3, sigmoid_backward 3, threshold_backward 1
     matmul (m×k)(k×n)                                2·m·k·n, + m·n for addmm's bias
-    sum                                              one add per reduced element
+    sum any all argmax amax amin                     one op per reduced element
 
 Example:
     >>> count_equation_flops({"F": parse_expression("G*m1*m2/r**2", names=...)})
@@ -52,12 +52,13 @@ OP_WEIGHTS: dict[str, int] = {
     "sigmoid": 10, "silu": 11, "gelu": 12, "softplus": 17,
     # comparisons, selection and backward kernels (pow's backward branches on zeros)
     "eq": 1, "ne": 1, "ge": 1, "gt": 1, "le": 1, "lt": 1, "logical_and": 1, "logical_or": 1,
-    "logical_not": 1, "where": 1, "sign": 1, "sgn": 1, "maximum": 1, "minimum": 1, "clamp": 1,
+    "logical_not": 1, "bitwise_and": 1, "bitwise_or": 1, "where": 1, "sign": 1, "sgn": 1, "maximum": 1, "minimum": 1, "clamp": 1,
     "tanh_backward": 3, "sigmoid_backward": 3, "threshold_backward": 1,
 }
 
 # aten ops that move or create data without arithmetic.
 ZERO_COST_OPS = frozenset([
+    "arange", "index", "index_put", "_local_scalar_dense",  # bookkeeping and scatter
     "select", "slice", "stack", "cat", "view", "_unsafe_view", "reshape", "_reshape_alias", "t",
     "transpose", "permute", "expand", "expand_copy", "view_copy", "clone", "copy_", "_to_copy",
     "detach", "alias", "lift_fresh", "as_strided", "unsqueeze", "squeeze", "unbind", "split",
@@ -176,7 +177,8 @@ def _elementwise_formulas() -> dict[Any, Callable[..., int]]:
         if hasattr(aten, name)
     }
     formulas[aten.addmm] = addmm
-    formulas[aten.sum] = reduction
+    for name in ("sum", "any", "all", "argmax", "amax", "amin"):
+        formulas[getattr(aten, name)] = reduction
     return formulas
 
 

@@ -25,7 +25,7 @@ from registry.errors import ExpressionError, ManifestError
 from registry.lowering import Const, Node, Var, lower
 from registry.nn.ports import PortModule
 
-__all__ = ["TORCH_OPS", "EquationModule", "register_torch_op"]
+__all__ = ["TORCH_OPS", "EquationModule", "as_tensor", "compile_expression", "register_torch_op"]
 
 Value = torch.Tensor | float
 Compiled = Callable[[Mapping[str, torch.Tensor]], Value]
@@ -62,6 +62,11 @@ def register_torch_op(op: str, function: Callable[..., Value]) -> None:
     TORCH_OPS[op] = function
 
 
+def compile_expression(expr: sympy.Expr) -> Compiled:
+    """Evaluate `expr` on a mapping of named tensors (the same op tree the FLOP counter weighs)."""
+    return _compile(lower(expr))
+
+
 def _compile(node: Node) -> Compiled:
     """A closure tree that evaluates the lowered `node` on a mapping of named tensors."""
     if isinstance(node, Const):
@@ -81,10 +86,11 @@ def _compile(node: Node) -> Compiled:
             raise ExpressionError(f"op `{node.op}` on two constants should have been folded")
         return lambda env: function(left(env), right(env))
     (only,) = args
-    return lambda env: function(_as_tensor(only(env), env))
+    return lambda env: function(as_tensor(only(env), env))
 
 
-def _as_tensor(value: Value, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def as_tensor(value: Value, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """`value` as a tensor shaped like the batch in `env` (constants are broadcast)."""
     if isinstance(value, torch.Tensor):
         return value
     like = next(iter(env.values()))
@@ -122,7 +128,7 @@ class EquationModule(PortModule):
         env = {name: x[..., i] for i, name in enumerate(self.input_names)}
         for name in self.constant_names:
             env[name] = getattr(self.constants, name).to(dtype=x.dtype)
-        outputs = [_as_tensor(fn(env), {"x": x[..., 0]}) for fn in self._compiled]
+        outputs = [as_tensor(fn(env), {"x": x[..., 0]}) for fn in self._compiled]
         return torch.stack(outputs, dim=-1)
 
     def constant_values(self) -> dict[str, float]:
