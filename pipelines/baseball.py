@@ -53,7 +53,7 @@ def simulate(p: dict[str, np.ndarray], *, c_lift: float, dt: float, max_time: fl
     """Fly every launch in `p`; the landing distance, and (optionally) observed states + rates."""
 
     def rates(s: np.ndarray) -> np.ndarray:
-        x, y, vx, vy = s
+        _, y, vx, vy = s
         speed = np.sqrt(vx**2 + vy**2)
         rho = RHO0 * np.exp(-y / H)
         drag = 0.5 * rho * p["C_d"] * p["A"] * speed / p["m"]
@@ -95,7 +95,8 @@ def as_x(data: dict[str, np.ndarray]) -> torch.Tensor:
     return torch.as_tensor(np.stack([data[k] for k in INPUTS], axis=1), dtype=torch.float32)
 
 
-def score(model: torch.nn.Module, data: dict[str, np.ndarray], chunk: int = 512) -> dict[str, float]:
+def score(model: torch.nn.Module, data: dict[str, np.ndarray],
+          chunk: int = 512) -> dict[str, float]:
     with torch.no_grad():
         x = as_x(data)
         predicted = torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from registry.compose.train import TrainResult
     from registry.cost.energy import EnergyReport
     from registry.cost.measure import ModuleCost
-    from registry.spec import TrainingCost
     from registry.nn.ports import PortModule
+    from registry.spec import TrainingCost
 
 __all__ = ["Registry", "open", "schema"]
 

@@ -44,7 +44,8 @@ class Builder:
         return self
 
     def module(self, node: str, ref: str, *, inputs: Mapping[str, str] | None = None,
-               outputs: Mapping[str, str] | None = None, train: bool | str | None = None) -> Builder:
+               outputs: Mapping[str, str] | None = None,
+               train: bool | str | None = None) -> Builder:
         entry: dict[str, Any] = {"module": ref, "inputs": dict(inputs or {}),
                                  "outputs": dict(outputs or {})}
         if train is not None:

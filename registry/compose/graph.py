@@ -86,16 +86,17 @@ class _Planner:
 
     def plan(self) -> Plan:
         spec = self.spec
-        for name, port in spec.inputs.items():
+        for name, declared in spec.inputs.items():
             self.define(name, f"inputs.{name}")
-            self.units[name] = parse_unit(port.unit, where=f"{self.source}: inputs.{name}.unit")
+            self.units[name] = parse_unit(declared.unit, where=f"{self.source}: inputs.{name}.unit")
         for name, constant in spec.constants.items():
             self.define(name, f"constants.{name}")
             self.units[name] = parse_unit(constant.unit, where=f"{self.source}: constants.{name}")
         if spec.dynamics is not None:
             for name, var in spec.dynamics.state.items():
                 self.define(name, f"dynamics.state.{name}")
-                self.units[name] = parse_unit(var.unit, where=f"{self.source}: dynamics.state.{name}")
+                where = f"{self.source}: dynamics.state.{name}"
+                self.units[name] = parse_unit(var.unit, where=where)
         for name in spec.expressions:
             self.define(name, f"expressions.{name}")
         manifests, pinned, steps = {}, {}, []
@@ -106,25 +107,25 @@ class _Planner:
                 outputs = self._module_outputs(node_name, manifest, node.outputs)
             else:
                 outputs = {name: name for name in node.outputs}
-            for port, name in outputs.items():
+            for name in outputs.values():
                 self.define(name, f"nodes.{node_name}")
             steps.append(Step("node", node_name, {}, outputs))
         for node_name, node in spec.nodes.items():  # wire after every name is known
             step = next(s for s in steps if s.name == node_name)
-            ports = list(manifests[node_name].inputs) if node.module is not None else list(node.inputs)
-            for port in node.inputs:
-                if port not in ports:
-                    raise self.fail(f"nodes.{node_name}.inputs.{port}",
-                                    f"`{node.module}` has no input port `{port}` (ports: "
+            ports = list(manifests[node_name].inputs if node.module is not None else node.inputs)
+            for wired in node.inputs:
+                if wired not in ports:
+                    raise self.fail(f"nodes.{node_name}.inputs.{wired}",
+                                    f"`{node.module}` has no input port `{wired}` (ports: "
                                     f"{', '.join(ports)})")
-            for port in ports:
-                if port in node.inputs:
-                    text = node.inputs[port]
+            for wired in ports:
+                if wired in node.inputs:
+                    text = node.inputs[wired]
                 else:  # unwired: by name, or a new composite input
-                    text = port
-                    if port not in self.owner:
-                        self._auto_input(port, manifests[node_name].inputs[port])
-                step.wiring[port] = self._parse(text, f"nodes.{node_name}.inputs.{port}")
+                    text = wired
+                    if wired not in self.owner:
+                        self._auto_input(wired, manifests[node_name].inputs[wired])
+                step.wiring[wired] = self._parse(text, f"nodes.{node_name}.inputs.{wired}")
         for name, text in spec.expressions.items():
             steps.append(Step("expression", name, {name: self._parse(text, f"expressions.{name}")},
                               {name: name}))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ class ComposedModule(PortModule):
                                       inputs=list(node.inputs), outputs=list(node.outputs),
                                       where=f"nodes.{name}.mlp")
                 if node.mlp.zero_init:
-                    last = block.net[-1]
+                    last = cast(nn.Linear, cast(nn.Sequential, block.net)[-1])
                     nn.init.zeros_(last.weight)
                     nn.init.zeros_(last.bias)
                 self.nodes[name] = block
@@ -126,7 +126,8 @@ class ComposedModule(PortModule):
         for step, wiring in self._steps:
             block = self.nodes[step.name] if step.kind == "node" else None
             if isinstance(block, NetworkModule) and self.plan.spec.nodes[step.name].mlp:
-                ports = torch.stack([_column(wiring[p](scope), like) for p in block.input_names], -1)
+                ports = torch.stack([_column(wiring[p](scope), like)
+                                     for p in block.input_names], -1)
                 block.in_shift.copy_(ports.mean(0))
                 block.in_scale.copy_(ports.std(0).clamp_min(1e-12))
 
@@ -149,7 +150,7 @@ class ComposedModule(PortModule):
             if step.kind == "expression":
                 scope[step.name] = _column(wiring[step.name](scope), like)
                 continue
-            module = self.nodes[step.name]
+            module = cast(PortModule, self.nodes[step.name])
             ports = torch.stack([_column(wiring[p](scope), like) for p in module.input_names], -1)
             out = module.forward_tensor(ports)
             for i, port in enumerate(module.output_names):

@@ -52,13 +52,15 @@ OP_WEIGHTS: dict[str, int] = {
     "sigmoid": 10, "silu": 11, "gelu": 12, "softplus": 17,
     # comparisons, selection and backward kernels (pow's backward branches on zeros)
     "eq": 1, "ne": 1, "ge": 1, "gt": 1, "le": 1, "lt": 1, "logical_and": 1, "logical_or": 1,
-    "logical_not": 1, "bitwise_and": 1, "bitwise_or": 1, "where": 1, "sign": 1, "sgn": 1, "maximum": 1, "minimum": 1, "clamp": 1,
+    "logical_not": 1, "bitwise_and": 1, "bitwise_or": 1, "where": 1, "sign": 1, "sgn": 1,
+    "maximum": 1, "minimum": 1, "clamp": 1,
     "tanh_backward": 3, "sigmoid_backward": 3, "threshold_backward": 1,
 }
 
 # aten ops that move or create data without arithmetic.
 ZERO_COST_OPS = frozenset([
-    "arange", "index", "index_put", "_local_scalar_dense",  # bookkeeping and scatter
+    # bookkeeping and scatter
+    "arange", "index", "index_put", "_local_scalar_dense",
     "select", "slice", "stack", "cat", "view", "_unsafe_view", "reshape", "_reshape_alias", "t",
     "transpose", "permute", "expand", "expand_copy", "view_copy", "clone", "copy_", "_to_copy",
     "detach", "alias", "lift_fresh", "as_strided", "unsqueeze", "squeeze", "unbind", "split",

@@ -225,9 +225,9 @@ class Store:
             for line in log.splitlines():
                 commit, subject = line.split("\0", 1)
                 match = _REGISTER_SUBJECT.match(subject)
-                tag = f"{match['name']}@v{match['version']}" if match else None
-                if match is None or tag in existing:
+                if match is None or f"{match['name']}@v{match['version']}" in existing:
                     continue
+                tag = f"{match['name']}@v{match['version']}"
                 path = f"{MODULES_DIR}/{match['name']}/{MANIFEST_FILE}"
                 try:
                     blob = self.repo.read_file(commit, path)
