@@ -1,9 +1,11 @@
 """The composed network: a `torch.nn.Module` evaluating a checked `Plan`.
 
 Equation nodes are frozen unless the spec says `train: constants`; network and
-inline `mlp` nodes train unless `train: false`. With `dynamics`, the nodes and
-expressions form the right-hand side of an ODE integrated by RK4, and the
-outputs are read at the stop event.
+inline `mlp` nodes train unless `train: false`. Frozen equations are inlined
+(their ports replaced by their wiring) and every evaluation is compiled to a
+`torch.fx` program, so the builder adds next to nothing to the cost of the
+ops themselves. With `dynamics`, the nodes and expressions form the right-hand
+side of an ODE integrated by RK4, and the outputs are read at the stop event.
 
 Example:
     >>> net = ComposedModule(plan, modules={"gravity": gravity, "drag": drag})
@@ -16,12 +18,15 @@ import math
 from collections.abc import Mapping
 from typing import Any, cast
 
+import sympy
 import torch
-from torch import nn
+from torch import fx, nn
 
 from registry.compose.graph import Plan
 from registry.compose.ode import integrate
-from registry.nn.equation import EquationModule, compile_expression
+from registry.compose.program import ProgramStep, build_program
+from registry.expr import symbol
+from registry.nn.equation import EquationModule
 from registry.nn.network import NetworkModule
 from registry.nn.ports import PortModule
 
@@ -49,14 +54,40 @@ class ComposedModule(PortModule):
                 self.nodes[name] = block
             else:
                 self.nodes[name] = _with_training(modules[name], node.train)
-        self.constant_names = list(spec.constants)
-        for name, constant in spec.constants.items():
-            self.register_buffer(f"const_{name}", torch.tensor(constant.value))
-        self._steps = [(step, {k: compile_expression(v) for k, v in step.wiring.items()})
-                       for step in plan.steps]
-        self._initial = {k: compile_expression(v) for k, v in plan.initial.items()}
-        self._derivatives = {k: compile_expression(v) for k, v in plan.derivatives.items()}
-        self._outputs = {k: compile_expression(v) for k, v in plan.outputs.items()}
+        # Spec constants are fixed numbers: folded into the expressions.
+        self._values = {symbol(n): sympy.Float(c.value) for n, c in spec.constants.items()}
+        self._program_steps = [self._program_step(step) for step in plan.steps]
+        state = list(spec.dynamics.state) if spec.dynamics is not None else []
+        # Kept out of the module tree (a plain dict), so parameters are not listed twice.
+        self._programs: dict[str, fx.GraphModule] = {
+            "outputs": self._program([*self.input_names, *state], plan.outputs),
+        }
+        if spec.dynamics is not None:
+            self._programs["initial"] = self._program(self.input_names, plan.initial, steps=False)
+            self._programs["rates"] = self._program([*self.input_names, *state],
+                                                    plan.derivatives)
+
+    def _fold(self, expr: sympy.Expr) -> sympy.Expr:
+        return expr.xreplace(self._values)
+
+    def _program_step(self, step: Any) -> ProgramStep:
+        if step.kind == "expression":
+            return ("expression", {n: self._fold(e) for n, e in step.wiring.items()}, None, [])
+        module = self.nodes[step.name]
+        if isinstance(module, EquationModule) and not _trains_constants(module):
+            ports = {symbol(p): e for p, e in step.wiring.items()}
+            inlined = {step.provides[out]: self._fold(expr.xreplace(ports))
+                       for out, expr in module.sympy(substitute_constants=True).items()}
+            return ("expression", inlined, None, [])
+        port_module = cast(PortModule, module)
+        wiring = {p: self._fold(step.wiring[p]) for p in port_module.input_names}
+        provides = [step.provides[p] for p in port_module.output_names]
+        return ("node", wiring, f"nodes.{step.name}", provides)
+
+    def _program(self, inputs: list[str], results: Mapping[str, sympy.Expr], *,
+                 steps: bool = True) -> fx.GraphModule:
+        return build_program(self, inputs=inputs, steps=self._program_steps if steps else [],
+                             results={k: self._fold(v) for k, v in results.items()})
 
     def sample_inputs(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """`(n, inputs)` uniform over the declared input ranges (1.0 where none is declared)."""
@@ -92,76 +123,60 @@ class ComposedModule(PortModule):
         return rows
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        env: dict[str, torch.Tensor] = {n: x[..., i] for i, n in enumerate(self.input_names)}
-        like = x[..., 0]
-        for name in self.constant_names:
-            env[name] = getattr(self, f"const_{name}").to(x.dtype)
+        columns = x.unbind(-1)
         dynamics = self.plan.spec.dynamics
         if dynamics is not None:
-            state = {n: _column(fn(env), like) for n, fn in self._initial.items()}
+            # Programs are called through `.forward`: they hold no hooks, so nn.Module's
+            # call machinery would only add overhead on every RK4 stage.
+            initial = self._programs["initial"].forward(*columns)
+            state = dict(zip(dynamics.state, initial, strict=True))
+            rates = self._programs["rates"].forward
 
             def rate(current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-                scope = self._evaluate({**env, **current}, like)
-                return {n: _column(fn(scope), like) for n, fn in self._derivatives.items()}
+                values = rates(*columns, *(current[n] for n in dynamics.state))
+                return dict(zip(dynamics.state, values, strict=True))
 
-            steps = math.ceil(dynamics.max_time / dynamics.dt)
-            env.update(integrate(rate, state, dt=dynamics.dt, steps=steps,
-                                 stop_when=dynamics.stop_when))
-        scope = self._evaluate(env, like)
-        return torch.stack([_column(fn(scope), like) for fn in self._outputs.values()], dim=-1)
+            final = integrate(rate, state, dt=dynamics.dt,
+                              steps=math.ceil(dynamics.max_time / dynamics.dt),
+                              stop_when=dynamics.stop_when)
+            columns = (*columns, *(final[n] for n in dynamics.state))
+        outputs = self._programs["outputs"].forward(*columns)
+        return outputs[0].unsqueeze(-1) if len(outputs) == 1 else torch.stack(outputs, dim=-1)
 
     def rates(self, x: torch.Tensor) -> torch.Tensor:
         """The dynamics' right-hand side at given states: `x` holds the composite's inputs,
         then the state variables (in spec order); returns their derivatives."""
-        scope = self._evaluate(self._state_env(x), x[..., 0])
-        like = x[..., 0]
-        return torch.stack([_column(fn(scope), like) for fn in self._derivatives.values()], -1)
+        self._check_state_columns(x)
+        return torch.stack(self._programs["rates"].forward(*x.unbind(-1)), dim=-1)
 
     @torch.no_grad()
     def standardise_mlp_inputs(self, x: torch.Tensor) -> None:
         """Fit each inline MLP's input shift and scale to its port values at the states in
-        `x` (as for `rates`), so a residual sees inputs of order one."""
-        like = x[..., 0]
-        scope = self._evaluate(self._state_env(x), like)
-        for step, wiring in self._steps:
-            block = self.nodes[step.name] if step.kind == "node" else None
-            if isinstance(block, NetworkModule) and self.plan.spec.nodes[step.name].mlp:
-                ports = torch.stack([_column(wiring[p](scope), like)
-                                     for p in block.input_names], -1)
-                block.in_shift.copy_(ports.mean(0))
-                block.in_scale.copy_(ports.std(0).clamp_min(1e-12))
+        `x` (columns as for `rates`), so a residual sees inputs of order one."""
+        names = self._check_state_columns(x)
+        for name, node in self.plan.spec.nodes.items():
+            if node.mlp is None:
+                continue
+            block = cast(NetworkModule, self.nodes[name])
+            step = next(s for s in self._program_steps if s[2] == f"nodes.{name}")
+            probe = build_program(self, inputs=names, steps=self._program_steps,
+                                  results=dict(step[1]))
+            ports = torch.stack(probe(*x.unbind(-1)), dim=-1)
+            block.in_shift.copy_(ports.mean(0))
+            block.in_scale.copy_(ports.std(0).clamp_min(1e-12))
 
-    def _state_env(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _check_state_columns(self, x: torch.Tensor) -> list[str]:
         dynamics = self.plan.spec.dynamics
         if dynamics is None:
             raise ValueError("rates need a spec with `dynamics`")
         names = [*self.input_names, *dynamics.state]
         if x.shape[-1] != len(names):
             raise ValueError(f"expected columns {names}, got {x.shape[-1]} columns")
-        env = {n: x[..., i] for i, n in enumerate(names)}
-        for name in self.constant_names:
-            env[name] = getattr(self, f"const_{name}").to(x.dtype)
-        return env
-
-    def _evaluate(self, env: dict[str, torch.Tensor],
-                  like: torch.Tensor) -> dict[str, torch.Tensor]:
-        scope = dict(env)
-        for step, wiring in self._steps:
-            if step.kind == "expression":
-                scope[step.name] = _column(wiring[step.name](scope), like)
-                continue
-            module = cast(PortModule, self.nodes[step.name])
-            ports = torch.stack([_column(wiring[p](scope), like) for p in module.input_names], -1)
-            out = module.forward_tensor(ports)
-            for i, port in enumerate(module.output_names):
-                scope[step.provides[port]] = out[..., i]
-        return scope
+        return names
 
 
-def _column(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value if value.shape == like.shape else value.expand_as(like)
-    return torch.full_like(like, value)
+def _trains_constants(module: EquationModule) -> bool:
+    return any(p.requires_grad for p in module.parameters())
 
 
 def _with_training(module: PortModule, train: bool | str | None) -> PortModule:
