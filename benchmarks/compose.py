@@ -29,8 +29,8 @@ def composed_network(reg: Any) -> Any:
             .input("m", "kg", range=(0.1, 10.0)).input("A", "m^2", range=(0.001, 0.1))
             .input("C_d", "1", range=(0.1, 1.0)).input("rho", "kg/m^3", range=(0.5, 1.5))
             .constant("M_earth", M_EARTH, "kg").constant("R_earth", R_EARTH, "m")
-            .module("gravity", "gravity@^1", inputs={"m1": "M_earth", "m2": "m", "r": "R_earth + y"},
-                    outputs={"F": "F_g"})
+            .module("gravity", "gravity@^1",
+                    inputs={"m1": "M_earth", "m2": "m", "r": "R_earth + y"}, outputs={"F": "F_g"})
             .module("drag", "drag@^1", outputs={"F": "F_d"})
             .output("a", "(F_d - F_g)/m", unit="m/s^2")
             .build(reg))

@@ -49,7 +49,7 @@ def build_program(root: nn.Module, *, inputs: Sequence[str], steps: Sequence[Pro
         stacked = graph.call_function(torch.stack, (ports, -1))
         out = graph.call_module(str(module_path), (stacked,))
         for i, name in enumerate(provides):
-            scope[name] = graph.call_function(operator.getitem, (out, (Ellipsis, i)))
+            scope[name] = graph.call_function(operator.getitem, (out, (Ellipsis, i)))  # type: ignore[arg-type]
     values = [_column(graph, _emit(graph, lower(e), scope), like) for e in results.values()]
     graph.output(tuple(values))
     program = fx.GraphModule(root, graph)
