@@ -61,9 +61,8 @@ class Registry:
         """Build the network a compose spec (a file, or a `ComposeSpec`) describes."""
         from registry.compose.spec import load_spec
 
-        if isinstance(spec, str | Path):
-            return self._compose(load_spec(Path(spec)), source=str(spec))
-        return self._compose(spec, source="compose spec")
+        loaded = load_spec(Path(spec)) if isinstance(spec, str | Path) else spec
+        return self._compose(loaded, source=loaded.source)
 
     def _compose(self, spec: ComposeSpec, *, source: str,
                  weights: tuple[bytes, str, str] | None = None) -> ComposedModule:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from registry.errors import CompositionError
 from registry.spec import NAME_PATTERN, PORT_PATTERN, Constant, Port, format_validation_error
@@ -118,6 +118,11 @@ class ComposeSpec(_Strict):
     nodes: dict[Annotated[str, Field(pattern=PORT_PATTERN)], Node] = Field(min_length=1)
     dynamics: Dynamics | None = None
     outputs: dict[Name, OutputSpec] = Field(min_length=1)
+    _source: str = PrivateAttr(default="compose spec")  # where errors point: the file
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -129,9 +134,11 @@ def parse_spec(data: Any, *, source: str = "compose spec") -> ComposeSpec:
         raise CompositionError(f"{source}: expected a mapping with `nodes` and `outputs`, got "
                                f"{type(data).__name__}")
     try:
-        return ComposeSpec.model_validate(data)
+        spec = ComposeSpec.model_validate(data)
     except ValidationError as exc:
         raise CompositionError(format_validation_error(exc, source, model=ComposeSpec)) from None
+    spec._source = source
+    return spec
 
 
 def load_spec(path: Path) -> ComposeSpec:

@@ -122,6 +122,7 @@ class EquationModule(PortModule):
                 raise ManifestError(f"constant name `{name}` is reserved by torch ({exc}); "
                                     "rename the constant") from None
         self.constant_names = list(constants or {})
+        self._given = {name: float(value) for name, (value, _) in (constants or {}).items()}
         self._compiled = [_compile(lower(expr)) for expr in self.equations.values()]
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +133,16 @@ class EquationModule(PortModule):
         return torch.stack(outputs, dim=-1)
 
     def constant_values(self) -> dict[str, float]:
-        return {name: float(getattr(self.constants, name).detach()) for name in self.constant_names}
+        """Current constant values; a frozen constant keeps the exact float it was given
+        (its buffer holds it in the module's dtype, which may have rounded it)."""
+        values = {}
+        for name in self.constant_names:
+            tensor = getattr(self.constants, name).detach()
+            exact = self._given[name]
+            unchanged = not tensor.requires_grad and float(tensor) == float(
+                torch.tensor(exact, dtype=tensor.dtype))
+            values[name] = exact if unchanged else float(tensor)
+        return values
 
     def sympy(self, *, substitute_constants: bool = False) -> dict[str, sympy.Expr]:
         """The current equations; with `substitute_constants`, constants by their values."""
