@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -450,6 +449,3 @@ def sha256_file(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def is_semver(text: str) -> bool:
-    return re.match(SEMVER_PATTERN, text) is not None

@@ -90,10 +90,7 @@ def dimension_of(unit: pint.Unit) -> str:
 
 def same_unit(a: str, b: str, *, where: str = "unit") -> bool:
     """True when two unit strings are the same dimension *and* scale (`N` and `kg m/s^2`)."""
-    ua, ub = parse_unit(a, where=where), parse_unit(b, where=where)
-    if ua.dimensionality != ub.dimensionality:
-        return False
-    return _scale(ua, ub) == 1.0 or abs(_scale(ua, ub) - 1.0) < _SCALE_TOLERANCE
+    return units_match(parse_unit(a, where=where), parse_unit(b, where=where))
 
 
 def units_match(actual: pint.Unit, expected: pint.Unit) -> bool:

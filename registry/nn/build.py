@@ -39,5 +39,5 @@ def build_module(resolved: Resolved) -> PortModule:
                      where=resolved.where(weights.path))
         network.eval()  # safe: nn.Module.eval switches off training mode; nothing is evaluated
         return network
-    raise CompositionError(f"{source}: composite modules are built from their compose spec; "
-                           "the builder (`registry compose`) is not available in this version")
+    raise CompositionError(f"{source}: a composite is rebuilt from its compose spec by "
+                           "`Registry.load` (registry.api), not by `build_module`")
