@@ -71,8 +71,13 @@ def lower(expr: sympy.Expr) -> Node:
 
 
 def _lower_add(expr: sympy.Add) -> Node:
-    positive = [t for t in expr.args if not t.could_extract_minus_sign()]
-    negative = [-t for t in expr.args if t.could_extract_minus_sign()]
+    # Constant terms (1 + pi) fold into one number: no op is spent on them.
+    constant = sum(float(t) for t in expr.args if t.is_number)
+    terms = [t for t in expr.args if not t.is_number]
+    if constant:
+        terms.append(sympy.Float(constant))
+    positive = [t for t in terms if not t.could_extract_minus_sign()]
+    negative = [-t for t in terms if t.could_extract_minus_sign()]
     result = lower(positive[0]) if positive else Op("neg", (lower(negative.pop(0)),))
     for term in positive[1:]:
         result = Op("add", (result, lower(term)))
@@ -83,6 +88,10 @@ def _lower_add(expr: sympy.Add) -> Node:
 
 def _lower_mul(expr: sympy.Mul) -> Node:
     coeff, factors = expr.as_coeff_mul()
+    # Constant factors (2*pi) fold into the coefficient: no op is spent on them.
+    number = float(coeff) * float(sympy.Mul(*(f for f in factors if f.is_number)))
+    coeff = sympy.Float(number) if number != int(number) else sympy.Integer(int(number))
+    factors = tuple(f for f in factors if not f.is_number)
     numerator, denominator = [], []
     for factor in factors:
         if isinstance(factor, sympy.Pow) and factor.exp.is_Number and factor.exp.is_negative:

@@ -1,0 +1,163 @@
+"""Symbolic distillation: turn a trained network (any callable) into its equation.
+
+Example:
+    >>> result = registry.distill(fn, inputs={"L": ("m", (0.1, 2.0)), "g": ("m/s^2", (1, 20))},
+    ...                           outputs={"T": "s"}, budget_s=60)
+    >>> result.equations
+    {'T': '2*pi*sqrt(L/g)'}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry.distill.engine import Candidate, solve_output, teacher_from_callable
+from registry.errors import DistillationError
+
+__all__ = ["Candidate", "DistillResult", "distill", "pareto_front"]
+
+
+def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates no other beats on both complexity and error, simplest first."""
+    front: list[Candidate] = []
+    for cand in sorted(candidates, key=lambda c: (c.complexity, c.nrmse)):
+        if not front or cand.nrmse < front[-1].nrmse:
+            front.append(cand)
+    return front
+
+
+@dataclass
+class DistillResult:
+    equations: dict[str, str]
+    chosen: dict[str, Candidate]
+    pareto: dict[str, list[Candidate]]
+    found: bool
+    message: str
+    inputs: dict[str, tuple[str, tuple[float, float]]]
+    outputs: dict[str, str]
+    duration_s: float
+    energy: Any = None
+    teacher_metrics: dict[str, float] = field(default_factory=dict)
+
+    def manifest(self, name: str, version: str = "1.0.0", *, distilled_from: str | None = None,
+                 summary: str | None = None) -> Any:
+        """An `equation` manifest for the chosen equations (provenance: distilled)."""
+        from registry.spec import Manifest
+
+        if not self.found:
+            raise DistillationError(self.message)
+        data: dict[str, Any] = {
+            "name": name, "version": version, "kind": "equation",
+            "summary": summary or f"Distilled from {distilled_from or 'a teacher'}",
+            "inputs": {n: {"unit": u, "range": list(r)} for n, (u, r) in self.inputs.items()},
+            "outputs": {n: {"unit": u} for n, u in self.outputs.items()},
+            "equation": dict(self.equations),
+            "provenance": {"source": "distilled", "distilled_from": distilled_from},
+        }
+        if distilled_from is not None:
+            data["evaluation"] = {"reference": {"module": distilled_from},
+                                  "sample": {"n": 4096, "seed": 0}}
+        if self.energy is not None:
+            data["cost"] = {"training": self.energy.to_training_cost().model_dump(
+                exclude_none=True)}
+        return Manifest.model_validate(data)
+
+    def plot(self, path: Path) -> Path:
+        """A PNG of each output's Pareto front (complexity against error), chosen marked."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(self.pareto), figsize=(5 * len(self.pareto), 3.6),
+                                 squeeze=False)
+        for ax, (output, front) in zip(axes[0], self.pareto.items(), strict=True):
+            ax.plot([c.complexity for c in front], [max(c.nrmse, 1e-17) for c in front], "o-")
+            chosen = self.chosen.get(output)
+            if chosen is not None:
+                ax.plot([chosen.complexity], [max(chosen.nrmse, 1e-17)], "r*", markersize=14,
+                        label=self.equations.get(output, "")[:40])
+                ax.legend(fontsize=7)
+            ax.set_yscale("log")
+            ax.set_xlabel("complexity (tree nodes)")
+            ax.set_ylabel("nRMSE against the teacher")
+            ax.set_title(f"Pareto front: {output}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"found": self.found, "message": self.message, "equations": self.equations,
+                "chosen": {k: c.to_dict() for k, c in self.chosen.items()},
+                "pareto": {k: [c.to_dict() for c in v] for k, v in self.pareto.items()},
+                "duration_s": self.duration_s}
+
+
+def distill(
+    fn: Callable[..., Any],
+    *,
+    inputs: Mapping[str, tuple[str | None, tuple[float, float]]],
+    outputs: Mapping[str, str | None],
+    budget_s: float = 60.0,
+    tolerance: float = 1e-5,
+    seed: int = 0,
+) -> DistillResult:
+    """Find equations for `fn` (a `(batch, n_inputs)` tensor → `(batch, n_outputs)` callable).
+
+    `inputs` maps names to (unit or None, (low, high)); `outputs` to units. Units
+    enable dimensional analysis; without them the search is over raw inputs.
+    `tolerance` is the relative error (nRMSE) the teacher is trusted to: use the
+    network's own test error when distilling a network. The teacher is only called.
+    """
+    from registry.cost.energy import track_energy
+    from registry.expr import format_expression
+
+    names = list(inputs)
+    ranges = {n: (float(r[0]), float(r[1])) for n, (_, r) in inputs.items()}
+    units = {n: u for n, (u, _) in inputs.items()}
+    has_units = all(u is not None for u in units.values())
+    start = time.monotonic()
+    chosen, pareto, equations, problems = {}, {}, {}, []
+    with track_energy() as tracker:
+        for index, (output, out_unit) in enumerate(outputs.items()):
+            teacher = teacher_from_callable(fn, names, index)
+            budget = budget_s / len(outputs)
+            candidates = solve_output(
+                teacher, ranges, units=units if has_units else None,  # type: ignore[arg-type]
+                out_unit=out_unit if has_units else None, budget_s=budget, tolerance=tolerance,
+                seed=seed)
+            pareto[output] = pareto_front(candidates)
+            pick = _choose(candidates, tolerance)
+            if pick is None or pick.nrmse > 3 * tolerance:
+                best = ", ".join(f"{format_expression(c.expr)} (nRMSE {c.nrmse:.3g})"
+                                 for c in pareto[output][-3:]) or "none"
+                problems.append(f"`{output}`: no equation found within {budget:.0f} s; best "
+                                f"candidates: {best}")
+                if pick is not None:
+                    chosen[output] = pick
+                continue
+            chosen[output] = pick
+            equations[output] = format_expression(pick.expr)
+    found = not problems
+    message = "; ".join(problems) if problems else "found: " + ", ".join(
+        f"{k} = {v}" for k, v in equations.items())
+    return DistillResult(equations, chosen, pareto, found, message,
+                         {n: (units[n] or "1", ranges[n]) for n in names},
+                         {k: v or "1" for k, v in outputs.items()}, time.monotonic() - start,
+                         tracker.report)
+
+
+def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
+    """The simplest candidate within 1.5× of the best error (or the tolerance), preferring
+    dimensionally consistent ones."""
+    pool = [c for c in candidates if c.units_ok] or candidates
+    if not pool:
+        return None
+    best = min(c.nrmse for c in pool)
+    threshold = max(best * 1.5, tolerance)
+    return min((c for c in pool if c.nrmse <= threshold), key=lambda c: (c.complexity, c.nrmse))

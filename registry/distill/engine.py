@@ -1,0 +1,298 @@
+"""The distiller: from a black-box teacher to an equation, AI-Feynman style.
+
+For each output: sample the teacher over the input ranges; drop irrelevant
+inputs; replace translation-symmetric pairs by their difference; reduce by
+dimensional analysis (y = monomial · f(Π)); then find f with quick solvers
+(power law, sparse polynomial), separability (f = g·h or g + h, each part
+solved on its own), and an expression search, within the time budget.
+Candidates are rescored on fresh points, constants snapped to simple values
+(p/q, π, √2, …), and kept on a Pareto front of complexity against error.
+
+The teacher is only ever called, never inspected.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+
+from registry.distill.dimensions import reduce_dimensions
+from registry.distill.quick import polynomial as fit_polynomial
+from registry.distill.quick import power_law, power_law_scaled, snap_fraction
+from registry.distill.search import search
+from registry.distill.structure import (
+    Teacher,
+    irrelevant_inputs,
+    sample,
+    separable,
+    translation_pairs,
+)
+from registry.errors import RegistryError
+from registry.expr import symbol
+
+__all__ = ["Candidate", "solve_output"]
+
+SAMPLES = 1000
+SEARCH_SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class Candidate:
+    expr: sympy.Expr
+    complexity: int
+    nrmse: float  # against the teacher, on fresh points
+    method: str
+    units_ok: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        from registry.expr import format_expression
+
+        return {"equation": format_expression(self.expr), "complexity": self.complexity,
+                "nrmse": self.nrmse, "method": self.method, "units_ok": self.units_ok}
+
+
+@dataclass
+class _Problem:
+    teacher: Teacher
+    ranges: dict[str, tuple[float, float]]
+    units: dict[str, str] | None
+    out_unit: str | None
+    tolerance: float
+    deadline: float
+    rng: np.random.Generator
+    found: list[Candidate] = field(default_factory=list)
+
+
+def complexity_of(expr: sympy.Expr) -> int:
+    """Tree nodes, a fitted float counting 4 (it takes many bits to state), so exact
+    constants such as 2·π win over their float approximations."""
+    return sum(4 if isinstance(node, sympy.Float) else 1
+               for node in sympy.preorder_traversal(expr))
+
+
+def evaluate(expr: sympy.Expr, x: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Evaluate our own (trusted) sympy tree with the torch ops equation modules use."""
+    import torch
+
+    from registry.nn.equation import as_tensor, compile_expression
+
+    env = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in x.items()}
+    with torch.no_grad(), np.errstate(all="ignore"):
+        value = compile_expression(expr)(env)
+        return as_tensor(value, env).numpy().astype(np.float64)
+
+
+def nrmse(predicted: np.ndarray, y: np.ndarray) -> float:
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(predicted)):
+            return math.inf
+        spread = float(np.std(y)) or float(np.abs(y).mean()) or 1.0
+        return float(np.sqrt(np.mean((predicted - y) ** 2))) / spread
+
+
+def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
+                 units: Mapping[str, str] | None, out_unit: str | None, budget_s: float,
+                 tolerance: float, seed: int = 0) -> list[Candidate]:
+    """Candidates for one output, best first (not yet reduced to a Pareto front)."""
+    problem = _Problem(teacher, dict(ranges), dict(units) if units else None, out_unit,
+                       tolerance, time.monotonic() + budget_s, np.random.default_rng(seed))
+    _solve(problem)
+    test = sample(problem.ranges, SAMPLES, np.random.default_rng(seed + 1))
+    truth = teacher(test)
+    rescored = []
+    for cand in problem.found:
+        for expr, method in ((cand.expr, cand.method), (snap_constants(cand.expr, test, truth, tolerance=tolerance),
+                                                          cand.method + "+snap")):
+            err = nrmse(evaluate(expr, test), truth)
+            rescored.append(Candidate(expr, complexity_of(expr), err, method,
+                                      _units_ok(expr, problem.units, out_unit)))
+    return sorted(rescored, key=lambda c: (c.nrmse, c.complexity))
+
+
+def _units_ok(expr: sympy.Expr, units: Mapping[str, str] | None, out_unit: str | None) -> bool:
+    if units is None or out_unit is None:
+        return True
+    from registry.units import check_equation_units
+
+    try:
+        check_equation_units(expr, symbols=units, output="y", output_unit=out_unit)
+    except RegistryError:
+        return False
+    return True
+
+
+def _solve(p: _Problem) -> None:
+    x = sample(p.ranges, SAMPLES, p.rng)
+    y = p.teacher(x)
+    if not np.all(np.isfinite(y)):
+        raise RegistryError("the teacher returned non-finite values on its declared input ranges")
+    spread = float(np.std(y))
+    if spread <= 1e-12 * (float(np.abs(y).mean()) or 1.0):
+        p.found.append(Candidate(sympy.Float(float(y.mean())), 1, 0.0, "constant"))
+        return
+    unused = irrelevant_inputs(p.teacher, p.ranges, tolerance=p.tolerance, rng=p.rng)
+    used = [n for n in p.ranges if n not in unused]
+    variables: dict[str, sympy.Expr] = {n: symbol(n) for n in used}
+    var_units = {n: p.units[n] for n in used} if p.units else None
+    if var_units is not None:
+        live = {n: p.ranges[n] for n in used}
+        for a, b in translation_pairs(p.teacher, live, var_units, tolerance=p.tolerance,
+                                      rng=p.rng):
+            name = f"d_{a}_{b}"
+            variables[name] = symbol(b) - symbol(a)
+            var_units[name] = var_units[a]
+            del variables[a], variables[b], var_units[a], var_units[b]
+    values = {n: evaluate(e, x) for n, e in variables.items()}
+    prefactor, groups = sympy.Integer(1), dict(variables)
+    if var_units is not None and p.out_unit is not None:
+        reduction = reduce_dimensions(var_units, p.out_unit)
+        if reduction is not None:
+            prefactor = reduction.prefactor_expr().xreplace(variables)
+            groups = {f"pi{i}": g.xreplace(variables)
+                      for i, g in enumerate(reduction.group_exprs())}
+    with np.errstate(all="ignore"):
+        pre = evaluate(prefactor, x) if prefactor != 1 else np.ones_like(y)
+        target = y / pre
+        group_values = {n: evaluate(g, x) for n, g in groups.items()}
+    if not np.all(np.isfinite(target)) or any(not np.all(np.isfinite(v))
+                                               for v in group_values.values()):
+        prefactor, groups, target = sympy.Integer(1), dict(variables), y
+        group_values = values
+    _fit_reduced(p, prefactor, groups, group_values, target, pre, y)
+    if not _good_enough(p) and len(used) >= 2:
+        _separate(p, used, x, y)
+
+
+def _fit_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+                 values: Mapping[str, np.ndarray], target: np.ndarray, pre: np.ndarray,
+                 y: np.ndarray) -> None:
+    """Solve target = f(groups) and record prefactor · f (in the original variables)."""
+    names = list(groups)
+
+    def record(f_expr: sympy.Expr, method: str) -> None:
+        full = prefactor * f_expr.xreplace({symbol(n): groups[n] for n in names})
+        p.found.append(Candidate(full, complexity_of(full), 0.0, method))
+
+    if not names:
+        record(sympy.Float(float(np.median(target))), "dimensional analysis")
+        return
+    fit = power_law(values, target)
+    if fit is not None:
+        record(fit.expr, "power law")
+        if fit.nrmse < p.tolerance:
+            return
+    fit = power_law_scaled(pre, values, y)
+    if fit is not None:
+        record(fit.expr, "power law (scaled)")
+        if fit.nrmse < p.tolerance:
+            return
+    fit = fit_polynomial(values, target, degree=3 if len(names) <= 2 else 2)
+    if fit is not None:
+        record(fit.expr, "polynomial")
+        if fit.nrmse < p.tolerance:
+            return
+    subset = slice(0, SEARCH_SAMPLES)
+    budget = max(0.5, (p.deadline - time.monotonic()) * 0.6)
+    hits = search({n: v[subset] for n, v in values.items()}, y[subset], scale=pre[subset],
+                  deadline=time.monotonic() + budget, tolerance=p.tolerance * 0.1)
+    for hit in hits[-4:]:
+        record(hit.expr, "search")
+
+
+def _good_enough(p: _Problem) -> bool:
+    test = sample(p.ranges, 200, p.rng)
+    truth = p.teacher(test)
+    return any(nrmse(evaluate(c.expr, test), truth) < p.tolerance for c in p.found)
+
+
+def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.ndarray) -> None:
+    """f = g(A) ∘ h(B) with ∘ in {+, ·}: solve each part as its own problem, then combine."""
+    live = {n: p.ranges[n] for n in names}
+    for kind in ("mul", "add"):
+        if time.monotonic() > p.deadline:
+            return
+        split = separable(p.teacher, p.ranges, names, kind=kind, tolerance=p.tolerance,
+                          rng=p.rng)
+        if split is None:
+            continue
+        a, b = split
+        anchor = {n: np.full(1, (lo + hi) / 2) for n, (lo, hi) in p.ranges.items()}
+        f0 = float(p.teacher(anchor)[0])
+        if kind == "mul" and f0 == 0:
+            continue
+
+        def part(keep: list[str]) -> Teacher:
+            def query(values: Mapping[str, np.ndarray]) -> np.ndarray:
+                n = len(next(iter(values.values())))
+                full = {k: (values[k] if k in keep else np.full(n, anchor[k][0])) for k in p.ranges}
+                return p.teacher(full)
+            return query
+
+        parts = []
+        for group in (a, b):
+            sub = _Problem(part(group), {n: live[n] for n in group}, None, None, p.tolerance,
+                           p.deadline, p.rng)
+            remaining = p.deadline - time.monotonic()
+            sub.deadline = time.monotonic() + remaining / (2 if group is a else 1)
+            _solve(sub)
+            if not sub.found:
+                break
+            test = sample(sub.ranges, 200, p.rng)
+            truth = sub.teacher(test)
+            best = min(sub.found, key=lambda c: nrmse(evaluate(c.expr, test), truth))
+            parts.append(best.expr)
+        if len(parts) == 2:
+            combined = parts[0] * parts[1] / f0 if kind == "mul" else parts[0] + parts[1] - f0
+            p.found.append(Candidate(combined, complexity_of(combined), 0.0,
+                                     f"{'multiplicative' if kind == 'mul' else 'additive'} "
+                                     "separability"))
+            return
+
+
+_SPECIAL = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
+            (sympy.sqrt(2), math.sqrt(2)), (sympy.sqrt(2 * sympy.pi), math.sqrt(2 * math.pi)),
+            (sympy.pi**2, math.pi**2)]
+
+
+def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
+                   tolerance: float = 0.0) -> sympy.Expr:
+    """Replace fitted floats by simple exact numbers when that does not hurt the fit:
+    tiny ones by 0, others by p/q or p/q times π, √π, √2, √(2π) or π²."""
+    base = nrmse(evaluate(expr, x), y)
+    allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
+    floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
+    for f in floats:
+        value = float(f)
+        options: list[sympy.Expr] = [sympy.Integer(0)]
+        for special, number in [(sympy.Integer(1), 1.0), *_SPECIAL]:
+            # How close counts as "the same number" follows the teacher's own precision.
+            closeness = max(1e-6, tolerance) * abs(value / number) + 1e-12
+            ratio = snap_fraction(value / number, max_denominator=12, tolerance=closeness)
+            if ratio is not None and ratio != 0:
+                options.append(sympy.Rational(ratio.numerator, ratio.denominator) * special)
+        for option in options:
+            trial = expr.xreplace({f: option})
+            if nrmse(evaluate(trial, x), y) <= allowed:
+                expr = trial
+                break
+    return sympy.simplify(expr) if complexity_of(expr) < 60 else expr
+
+
+def teacher_from_callable(fn: Callable[..., object], inputs: list[str], output: int) -> Teacher:
+    """Wrap `fn((batch, n_inputs) tensor) -> (batch, n_outputs)` as a numpy teacher."""
+    import torch
+
+    def query(values: Mapping[str, np.ndarray]) -> np.ndarray:
+        x = np.stack([np.asarray(values[n], dtype=np.float64) for n in inputs], axis=1)
+        with torch.no_grad():
+            out = fn(torch.as_tensor(x, dtype=torch.float32))
+        return np.asarray(out, dtype=np.float64).reshape(len(x), -1)[:, output]
+
+    return query
+
+
