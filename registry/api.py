@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from registry.compose.train import TrainResult
     from registry.cost.energy import EnergyReport
     from registry.cost.measure import ModuleCost
+    from registry.distill import DistillResult
     from registry.nn.ports import PortModule
     from registry.spec import TrainingCost
 
@@ -172,6 +174,58 @@ class Registry:
         write_manifest(Manifest.model_validate(data), existing)
         return self.register(folder, bump="patch")
 
+    def distill(self, ref: str, *, budget_s: float = 60.0, name: str | None = None,
+                out: Path | None = None, tolerance: float | None = None) -> DistillReport:
+        """Distil the module `ref` (queried as a black box) into an equation module.
+
+        With `out`, writes `<out>/<name>/` (module.yaml, pareto.png, distill.json);
+        `registry register` takes it from there. The tolerance defaults to twice the
+        teacher's recorded test nRMSE (a network is trusted only that far).
+        """
+        import json
+
+        from registry.cost.measure import measure_cost
+        from registry.distill import distill as run_distill
+
+        resolved = self.store.resolve(ref)
+        teacher = resolved.manifest
+        missing = [n for n, p in teacher.inputs.items() if p.range is None]
+        if missing:
+            raise ManifestError(f"{resolved.where(MANIFEST_FILE)}: inputs {missing} have no "
+                                "`range`; the distiller samples the teacher over the ranges")
+        if tolerance is None:
+            recorded = teacher.evaluation.metrics.get("nrmse") if teacher.evaluation else None
+            tolerance = max(2 * recorded, 1e-5) if recorded else 1e-5
+        module = self._build(resolved)
+        result = run_distill(module, inputs={n: (p.unit, p.range)  # type: ignore[misc]
+                                             for n, p in teacher.inputs.items()},
+                             outputs={n: p.unit for n, p in teacher.outputs.items()},
+                             budget_s=budget_s, tolerance=tolerance)
+        report = DistillReport(result, teacher.ref, None, None, None)
+        if not result.found:
+            return report
+        name = name or f"{teacher.name}-distilled"
+        manifest = result.manifest(name, distilled_from=teacher.ref,
+                                   summary=f"{teacher.summary} (distilled from {teacher.ref})")
+        from registry.nn.equation import EquationModule
+        from registry.validation import validate_equations
+
+        student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
+                                 inputs=list(manifest.inputs))
+        report.student_cost = measure_cost(student, manifest)
+        report.teacher_cost = measure_cost(module, teacher)
+        if out is not None:
+            folder = out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            write_manifest(manifest, folder / MANIFEST_FILE)
+            result.plot(folder / "pareto.png")
+            (folder / "distill.json").write_text(json.dumps(
+                {**result.to_dict(), "teacher": teacher.ref, "tolerance": tolerance,
+                 "teacher_cost": report.teacher_cost.to_dict(),
+                 "student_cost": report.student_cost.to_dict()}, indent=2, default=str) + "\n")
+            report.folder = folder
+        return report
+
     def _build(self, resolved: Resolved) -> PortModule:
         """Build any kind of module; composites are rebuilt from their pinned spec."""
         from registry.nn.build import build_module
@@ -280,6 +334,17 @@ class Registry:
             metrics = evaluate(workspace, module=module, load=self.load)
             update["evaluation"] = manifest.evaluation.model_copy(update={"metrics": metrics})
         return manifest.model_copy(update=update)
+
+
+@dataclass
+class DistillReport:
+    """What `Registry.distill` found, and the cost of the student beside the teacher's."""
+
+    result: DistillResult
+    teacher: str
+    folder: Path | None
+    teacher_cost: ModuleCost | None
+    student_cost: ModuleCost | None
 
 
 def _newer(a: str, b: str) -> bool:

@@ -276,6 +276,48 @@ def train(
 
 
 @app.command()
+def distill(
+    ref: str,
+    out: Annotated[Path | None, typer.Option(help="Write the module folder under this folder.")]
+    = None,
+    name: Annotated[str | None, typer.Option(help="Name of the equation module.")] = None,
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Search time budget (s).")] = 60.0,
+    tolerance: Annotated[float | None, typer.Option(help="Trusted teacher nRMSE.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Distil a module (queried as a black box) into an equation module."""
+    report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance)
+    result = report.result
+    data: dict[str, Any] = {"teacher": report.teacher, **result.to_dict()}
+    if report.teacher_cost is not None and report.student_cost is not None:
+        teacher, student = report.teacher_cost, report.student_cost
+        data["flops_per_sample"] = {"teacher": teacher.flops.forward,
+                                    "student": student.flops.forward,
+                                    "ratio": teacher.flops.forward / max(student.flops.forward, 1)}
+        data["latency_ns_per_sample"] = {"teacher": teacher.latency.ns_per_sample,
+                                         "student": student.latency.ns_per_sample}
+    if report.folder is not None:
+        data["folder"] = str(report.folder)
+        data["pareto_plot"] = str(report.folder / "pareto.png")
+    if as_json:
+        _print_json(data)
+    else:
+        typer.echo(result.message)
+        for output, chosen in result.chosen.items():
+            typer.echo(f"  {output}: nRMSE against the teacher {chosen.nrmse:.3g} "
+                       f"({chosen.method})")
+        if "flops_per_sample" in data:
+            f = data["flops_per_sample"]
+            typer.echo(f"FLOPs/sample: teacher {f['teacher']}, equation {f['student']} "
+                       f"({f['ratio']:,.0f}× fewer)")
+        if report.folder is not None:
+            typer.echo(f"wrote {report.folder}/ (Pareto plot: {data['pareto_plot']}); "
+                       f"register it with `registry register {report.folder}`")
+    if not result.found:
+        raise typer.Exit(1)
+
+
+@app.command()
 def schema(out: Annotated[Path | None, typer.Option(help="Write to this file.")] = None) -> None:
     """Print the manifest's JSON Schema."""
     from registry.api import schema as manifest_schema

@@ -61,8 +61,8 @@ class DimensionalReduction:
 
 def _exponents(unit_text: str) -> dict[str, Fraction]:
     unit = parse_unit(unit_text)
-    return {dim: Fraction(power).limit_denominator(12)
-            for dim, power in unit.dimensionality.items()}  # type: ignore[arg-type]
+    return {dim: Fraction(float(power)).limit_denominator(12)  # type: ignore[arg-type]
+            for dim, power in unit.dimensionality.items()}
 
 
 def reduce_dimensions(inputs: Mapping[str, str], output: str) -> DimensionalReduction | None:

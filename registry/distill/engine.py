@@ -106,8 +106,8 @@ def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
     truth = teacher(test)
     rescored = []
     for cand in problem.found:
-        for expr, method in ((cand.expr, cand.method), (snap_constants(cand.expr, test, truth, tolerance=tolerance),
-                                                          cand.method + "+snap")):
+        snapped = snap_constants(cand.expr, test, truth, tolerance=tolerance)
+        for expr, method in ((cand.expr, cand.method), (snapped, cand.method + "+snap")):
             err = nrmse(evaluate(expr, test), truth)
             rescored.append(Candidate(expr, complexity_of(expr), err, method,
                                       _units_ok(expr, problem.units, out_unit)))
@@ -226,10 +226,11 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
         if kind == "mul" and f0 == 0:
             continue
 
-        def part(keep: list[str]) -> Teacher:
+        def part(keep: list[str], fixed: Mapping[str, np.ndarray] = anchor) -> Teacher:
             def query(values: Mapping[str, np.ndarray]) -> np.ndarray:
                 n = len(next(iter(values.values())))
-                full = {k: (values[k] if k in keep else np.full(n, anchor[k][0])) for k in p.ranges}
+                full = {k: (values[k] if k in keep else np.full(n, fixed[k][0]))
+                        for k in p.ranges}
                 return p.teacher(full)
             return query
 

@@ -28,7 +28,8 @@ class QuickFit:
     complexity: int
 
 
-def snap_fraction(value: float, *, max_denominator: int = 4, tolerance: float = 0.02) -> Fraction | None:
+def snap_fraction(value: float, *, max_denominator: int = 4,
+                  tolerance: float = 0.02) -> Fraction | None:
     """`value` as a small rational when it is within `tolerance` of one."""
     fraction = Fraction(value).limit_denominator(max_denominator)
     return fraction if abs(float(fraction) - value) <= tolerance else None
@@ -58,7 +59,7 @@ def power_law(variables: Mapping[str, np.ndarray], y: np.ndarray) -> QuickFit | 
     c = float(np.sum(monomial * y) / np.sum(monomial * monomial))
     expr = sympy.Float(c) * sympy.Mul(*(symbol(n) ** sympy.Rational(e.numerator, e.denominator)
                                         for n, e in zip(names, exponents, strict=True)
-                                        if e))  # type: ignore[union-attr]
+                                        if e))
     complexity = 1 + sum(2 for e in exponents if e)
     return QuickFit(expr, _nrmse(c * monomial, y), complexity)
 

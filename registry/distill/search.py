@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Mapping
@@ -140,11 +141,9 @@ def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: floa
             hits.append(Hit(tree, complexity, a, b, err))
         return err < tolerance
 
-    try:
+    with contextlib.suppress(_Found, _OutOfTime):
         _enumerate(variables, y, consider, levels, max_complexity, level_cap, functions,
                    out_of_time)
-    except (_Found, _OutOfTime):
-        pass
     return hits
 
 
