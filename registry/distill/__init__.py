@@ -106,13 +106,15 @@ def distill(
     budget_s: float = 60.0,
     tolerance: float = 1e-5,
     seed: int = 0,
+    double: bool = False,
 ) -> DistillResult:
     """Find equations for `fn` (a `(batch, n_inputs)` tensor → `(batch, n_outputs)` callable).
 
     `inputs` maps names to (unit or None, (low, high)); `outputs` to units. Units
     enable dimensional analysis; without them the search is over raw inputs.
     `tolerance` is the relative error (nRMSE) the teacher is trusted to: use the
-    network's own test error when distilling a network. The teacher is only called.
+    network's own test error when distilling a network. The teacher is only called, with
+    float32 inputs (as networks run) or float64 ones with `double`.
     """
     from registry.cost.energy import track_energy
     from registry.expr import format_expression
@@ -125,7 +127,7 @@ def distill(
     chosen, pareto, equations, problems = {}, {}, {}, []
     with track_energy() as tracker:
         for index, (output, out_unit) in enumerate(outputs.items()):
-            teacher = teacher_from_callable(fn, names, index)
+            teacher = teacher_from_callable(fn, names, index, double=double)
             budget = budget_s / len(outputs)
             candidates = solve_output(
                 teacher, ranges, units=units if has_units else None,  # type: ignore[arg-type]

@@ -152,8 +152,9 @@ def _solve(p: _Problem) -> None:
     if var_units is not None and p.out_unit is not None:
         reduction = reduce_dimensions(var_units, p.out_unit)
         if reduction is not None:
-            prefactor = reduction.prefactor_expr().xreplace(variables)
-            groups = {f"pi{i}": g.xreplace(variables)
+            in_inputs = {symbol(n): e for n, e in variables.items()}
+            prefactor = reduction.prefactor_expr().xreplace(in_inputs)
+            groups = {f"pi{i}": g.xreplace(in_inputs)
                       for i, g in enumerate(reduction.group_exprs())}
     with np.errstate(all="ignore"):
         pre = evaluate(prefactor, x) if prefactor != 1 else np.ones_like(y)
@@ -284,14 +285,18 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     return sympy.simplify(expr) if complexity_of(expr) < 60 else expr
 
 
-def teacher_from_callable(fn: Callable[..., object], inputs: list[str], output: int) -> Teacher:
-    """Wrap `fn((batch, n_inputs) tensor) -> (batch, n_outputs)` as a numpy teacher."""
+def teacher_from_callable(fn: Callable[..., object], inputs: list[str], output: int, *,
+                          double: bool = False) -> Teacher:
+    """Wrap `fn((batch, n_inputs) tensor) -> (batch, n_outputs)` as a numpy teacher
+    (float32 inputs, as networks run, unless `double`)."""
     import torch
+
+    dtype = torch.float64 if double else torch.float32
 
     def query(values: Mapping[str, np.ndarray]) -> np.ndarray:
         x = np.stack([np.asarray(values[n], dtype=np.float64) for n in inputs], axis=1)
         with torch.no_grad():
-            out = fn(torch.as_tensor(x, dtype=torch.float32))
+            out = fn(torch.as_tensor(x, dtype=dtype))
         return np.asarray(out, dtype=np.float64).reshape(len(x), -1)[:, output]
 
     return query

@@ -1,0 +1,283 @@
+"""The Feynman symbolic-regression benchmark: our distiller against peers, in one run.
+
+For each equation of `../shared/data/feynman/FeynmanEquations.csv` (units from
+`units.csv`): sample it over its ranges and run, with the same time budget,
+- ours, oracle mode: the distiller queries the exact formula (float64);
+- ours, teacher mode (`--teacher`): first a 64×64 MLP is trained on 10⁴ samples,
+  then the distiller queries the MLP (tolerance: twice its test nRMSE);
+- peers (`--peers`): gplearn and pyoperon (PyPI) on 10⁴ samples of the formula,
+  without units.
+Recovery is decided symbolically: the difference with the true formula
+simplifies to 0, or the ratio to a constant within 1e-6 of 1.
+
+    .venv/bin/pip install -e '.[bench]'      # the peers
+    .venv/bin/python benchmarks/feynman.py --subset 20 --budget-s 30 --peers --csv out.csv
+
+Peer models are parsed back to sympy through our own whitelist parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy
+import torch
+
+from registry.distill import distill
+from registry.errors import RegistryError
+from registry.expr import parse_expression
+from registry.nn.equation import compile_expression
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "feynman"
+_RENAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "ln": "log"}
+_BASE = ["m", "s", "kg", "K", "V"]
+
+
+def load_units(path: Path) -> dict[str, str]:
+    units = {}
+    with path.open(encoding="utf-8-sig") as handle:
+        for row in csv.reader(handle):
+            if not row or not row[0] or row[0] == "Variable":
+                continue
+            powers = [float(v) for v in row[2:7]]
+            text = " ".join(f"{b}^{p:g}" for b, p in zip(_BASE, powers, strict=True) if p)
+            units[row[0]] = text or "1"
+    return units
+
+
+def load_equations(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("Filename"):
+                continue
+            names = [row[f"v{i}_name"] for i in range(1, 11) if row.get(f"v{i}_name")]
+            ranges = {row[f"v{i}_name"]: (float(row[f"v{i}_low"]), float(row[f"v{i}_high"]))
+                      for i in range(1, 11) if row.get(f"v{i}_name")}
+            formula = row["Formula"]
+            for old, new in _RENAMES.items():
+                formula = re.sub(rf"\b{old}\b", new, formula)
+            out.append({"id": row["Filename"], "output": row["Output"], "formula": formula,
+                        "names": names, "ranges": ranges,
+                        "truth": parse_expression(formula, names=names)})
+    return out
+
+
+def oracle(truth: sympy.Expr, names: list[str]) -> Any:
+    compiled = compile_expression(truth)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        env = {n: x[:, i].double() for i, n in enumerate(names)}
+        value = compiled(env)
+        value = value if isinstance(value, torch.Tensor) else torch.full((len(x),), value)
+        return value.reshape(-1, 1)
+
+    return fn
+
+
+def recovered(found: sympy.Expr | None, truth: sympy.Expr, timeout_s: float = 20.0) -> bool:
+    """Symbolic equivalence (difference 0, or constant ratio 1), checked in a subprocess
+    so that a slow `simplify` cannot stall the run."""
+    if found is None:
+        return False
+    code = ("import sympy, sys\n"
+            "from registry.expr import parse_expression\n"
+            "names = sys.argv[3].split(',')\n"
+            "a = parse_expression(sys.argv[1], names=names)\n"
+            "b = parse_expression(sys.argv[2], names=names)\n"
+            "d = sympy.simplify(a - b)\n"
+            "r = sympy.simplify(a / b)\n"
+            "ok = d == 0 or (r.is_number and abs(complex(r) - 1) < 1e-6)\n"
+            "print('yes' if ok else 'no')")
+    from registry.expr import format_expression
+
+    names = sorted({s.name for s in (found.free_symbols | truth.free_symbols)})
+    try:
+        out = subprocess.run([sys.executable, "-c", code, format_expression(found),
+                              format_expression(truth), ",".join(names) or "x"],
+                             capture_output=True, text=True, timeout=timeout_s).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return out.strip() == "yes"
+
+
+def run_ours(eq: dict[str, Any], units: dict[str, str], budget: float, *,
+             teacher: bool) -> dict[str, Any]:
+    names = eq["names"]
+    fn = oracle(eq["truth"], names)
+    tolerance, teacher_nrmse = 1e-5, None
+    start = time.monotonic()
+    if teacher:
+        fn, teacher_nrmse = train_teacher(fn, eq)
+        tolerance = max(2 * teacher_nrmse, 1e-5)
+    inputs = {n: (units.get(n), eq["ranges"][n]) for n in names}
+    try:
+        result = distill(fn, inputs=inputs, outputs={eq["output"]: units.get(eq["output"])},
+                         budget_s=budget, tolerance=tolerance, double=not teacher)
+    except RegistryError as exc:
+        return {"found": None, "error": str(exc)[:200], "seconds": time.monotonic() - start}
+    chosen = result.chosen.get(eq["output"])
+    return {"found": chosen.expr if chosen else None, "nrmse": chosen.nrmse if chosen else None,
+            "teacher_nrmse": teacher_nrmse, "seconds": time.monotonic() - start}
+
+
+def train_teacher(fn: Any, eq: dict[str, Any], n: int = 10_000) -> tuple[Any, float]:
+    from registry.nn.network import NetworkModule
+
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.uniform(*eq["ranges"][v], n) for v in eq["names"]], axis=1)
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    y = fn(xt).float()
+    xf = xt.float()
+    torch.manual_seed(0)
+    net = NetworkModule("mlp", {"hidden": [64, 64]}, inputs=eq["names"], outputs=["y"])
+    net.set_standardisation(xf[:8000], y[:8000])
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=3000)
+    for _ in range(3000):
+        idx = torch.randint(0, 8000, (256,))
+        loss = torch.mean(((net(xf[idx]) - y[idx]) / net.out_scale) ** 2)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    net.eval()
+    with torch.no_grad():
+        err = torch.sqrt(torch.mean((net(xf[8000:]) - y[8000:]) ** 2)) / y[8000:].std()
+    return net, float(err)
+
+
+def run_peer(peer: str, eq: dict[str, Any], budget: float) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    names = eq["names"]
+    x = np.stack([rng.uniform(*eq["ranges"][v], 10_000) for v in names], axis=1)
+    y = oracle(eq["truth"], names)(torch.as_tensor(x)).numpy()[:, 0]
+    start = time.monotonic()
+    try:
+        text = _fit_peer(peer, x, y, budget)
+        found = _parse_peer(peer, text, names)
+    except Exception as exc:  # noqa: BLE001 - a peer failing counts as not recovered
+        return {"found": None, "error": f"{type(exc).__name__}: {exc}"[:200],
+                "seconds": time.monotonic() - start}
+    return {"found": found, "seconds": time.monotonic() - start}
+
+
+def _fit_peer(peer: str, x: np.ndarray, y: np.ndarray, budget: float) -> str:
+    if peer == "pyoperon":
+        from pyoperon.sklearn import SymbolicRegressor
+
+        model = SymbolicRegressor(max_time=max(1, int(budget)), random_state=0, n_threads=2)
+        model.fit(x, y)
+        return str(model.get_model_string(model.model_, 12))
+    from gplearn.genetic import SymbolicRegressor as GP
+
+    # gplearn has no time limit: generations are added until the budget is spent.
+    model = GP(population_size=1000, generations=1, warm_start=True, random_state=0,
+               function_set=("add", "sub", "mul", "div", "sqrt", "log", "sin", "cos", "neg",
+                             "inv"), n_jobs=1)
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline and model.generations <= 200:
+        model.fit(x, y)
+        model.set_params(generations=model.generations + 1)
+    return str(model._program)
+
+
+_GPLEARN = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _parse_peer(peer: str, text: str, names: list[str]) -> sympy.Expr:
+    if peer == "gplearn":
+        text = _gplearn_infix(text)
+        for i, name in enumerate(names):
+            text = re.sub(rf"\bX{i}\b", name, text)
+    else:
+        text = text.replace("^", "**")
+        for i, name in enumerate(names):
+            text = re.sub(rf"\bX{i + 1}\b", name, text)
+    return parse_expression(text, names=names)
+
+
+def _gplearn_infix(text: str) -> str:
+    """gplearn prints prefix calls (`add(X0, mul(X1, 2.0))`): rewrite to infix text."""
+    import ast
+
+    tree = ast.parse(text, mode="eval").body
+
+    def walk(node: ast.AST) -> str:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = [walk(a) for a in node.args]
+            op = node.func.id
+            if op in _GPLEARN:
+                return f"({args[0]} {_GPLEARN[op]} {args[1]})"
+            if op == "neg":
+                return f"(-{args[0]})"
+            if op == "inv":
+                return f"(1/{args[0]})"
+            if op in ("sqrt", "log"):  # gplearn's protected versions: on |x|
+                return f"{op}(abs({args[0]}))"
+            return f"{op}({args[0]})"
+        return ast.unparse(node)
+
+    return walk(tree)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subset", type=int, default=0, help="only the first N equations")
+    parser.add_argument("--budget-s", type=float, default=120.0)
+    parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
+    parser.add_argument("--peers", nargs="*", default=None,
+                        help="peers to run (gplearn pyoperon); none given: both")
+    parser.add_argument("--csv", type=Path, default=Path("benchmarks/results-feynman.csv"))
+    args = parser.parse_args()
+    units = load_units(DATA / "units.csv")
+    equations = load_equations(DATA / "FeynmanEquations.csv")
+    if args.subset:
+        equations = equations[: args.subset]
+    peers = [] if args.peers is None else (args.peers or ["gplearn", "pyoperon"])
+    methods = ["oracle", *(["teacher"] if args.teacher else []), *peers]
+    rows = []
+    for eq in equations:
+        row: dict[str, Any] = {"id": eq["id"], "formula": eq["formula"], "n_vars": len(eq["names"])}
+        for method in methods:
+            if method in ("oracle", "teacher"):
+                res = run_ours(eq, units, args.budget_s, teacher=method == "teacher")
+            else:
+                res = run_peer(method, eq, args.budget_s)
+            from registry.expr import format_expression
+
+            found = res.get("found")
+            row[f"{method}_recovered"] = recovered(found, eq["truth"])
+            row[f"{method}_seconds"] = round(res["seconds"], 2)
+            row[f"{method}_equation"] = format_expression(found) if found is not None else ""
+            if res.get("teacher_nrmse") is not None:
+                row["teacher_nrmse"] = res["teacher_nrmse"]
+        rows.append(row)
+        print(eq["id"], {m: row[f"{m}_recovered"] for m in methods}, flush=True)
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    with args.csv.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=sorted({k for r in rows for k in r}))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\n{len(rows)} equations, budget {args.budget_s:g} s each")
+    print("| method | recovered | median s | p90 s |")
+    print("| --- | ---: | ---: | ---: |")
+    for method in methods:
+        times = sorted(r[f"{method}_seconds"] for r in rows)
+        p90 = times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)]
+        ok = sum(r[f"{method}_recovered"] for r in rows)
+        print(f"| {method} | {ok}/{len(rows)} | {statistics.median(times):.1f} | {p90:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
