@@ -95,6 +95,9 @@ def recovered(found: sympy.Expr | None, truth: sympy.Expr, timeout_s: float = 20
             "names = sys.argv[3].split(',')\n"
             "a = parse_expression(sys.argv[1], names=names)\n"
             "b = parse_expression(sys.argv[2], names=names)\n"
+            "free = a.free_symbols | b.free_symbols\n"
+            "pos = {s: sympy.Symbol(s.name, positive=True) for s in free}\n"
+            "a, b = a.xreplace(pos), b.xreplace(pos)  # the benchmark's ranges are positive\n"
             "d = sympy.simplify(a - b)\n"
             "r = sympy.simplify(a / b)\n"
             "ok = d == 0 or (r.is_number and abs(complex(r) - 1) < 1e-6)\n"
@@ -166,7 +169,7 @@ def run_peer(peer: str, eq: dict[str, Any], budget: float) -> dict[str, Any]:
     try:
         text = _fit_peer(peer, x, y, budget)
         found = _parse_peer(peer, text, names)
-    except Exception as exc:  # noqa: BLE001 - a peer failing counts as not recovered
+    except Exception as exc:
         return {"found": None, "error": f"{type(exc).__name__}: {exc}"[:200],
                 "seconds": time.monotonic() - start}
     return {"found": found, "seconds": time.monotonic() - start}
@@ -231,6 +234,36 @@ def _gplearn_infix(text: str) -> str:
     return walk(tree)
 
 
+def rescore(path: Path) -> None:
+    """Recompute `*_recovered` from the stored equations (after a change to the check)."""
+    truths = {eq["id"]: eq for eq in load_equations(DATA / "FeynmanEquations.csv")}
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    methods = [k.removesuffix("_equation") for k in rows[0] if k.endswith("_equation")]
+    for row in rows:
+        eq = truths[row["id"]]
+        for method in methods:
+            text = row[f"{method}_equation"]
+            found = parse_expression(text, names=eq["names"]) if text else None
+            row[f"{method}_recovered"] = recovered(found, eq["truth"])
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summarise(rows, methods, budget=None)
+
+
+def summarise(rows: list[dict[str, Any]], methods: list[str], budget: float | None) -> None:
+    print(f"\n{len(rows)} equations" + (f", budget {budget:g} s each" if budget else ""))
+    print("| method | recovered | median s | p90 s |")
+    print("| --- | ---: | ---: | ---: |")
+    for method in methods:
+        times = sorted(float(r[f"{method}_seconds"]) for r in rows)
+        p90 = times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)]
+        ok = sum(str(r[f"{method}_recovered"]) == "True" for r in rows)
+        print(f"| {method} | {ok}/{len(rows)} | {statistics.median(times):.1f} | {p90:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=int, default=0, help="only the first N equations")
@@ -239,7 +272,12 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=None,
                         help="peers to run (gplearn pyoperon); none given: both")
     parser.add_argument("--csv", type=Path, default=Path("benchmarks/results-feynman.csv"))
+    parser.add_argument("--rescore", action="store_true",
+                        help="only recompute the recovered columns of --csv")
     args = parser.parse_args()
+    if args.rescore:
+        rescore(args.csv)
+        return
     units = load_units(DATA / "units.csv")
     equations = load_equations(DATA / "FeynmanEquations.csv")
     if args.subset:
@@ -269,14 +307,7 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\n{len(rows)} equations, budget {args.budget_s:g} s each")
-    print("| method | recovered | median s | p90 s |")
-    print("| --- | ---: | ---: | ---: |")
-    for method in methods:
-        times = sorted(r[f"{method}_seconds"] for r in rows)
-        p90 = times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)]
-        ok = sum(r[f"{method}_recovered"] for r in rows)
-        print(f"| {method} | {ok}/{len(rows)} | {statistics.median(times):.1f} | {p90:.1f} |")
+    summarise(rows, methods, budget=args.budget_s)
 
 
 if __name__ == "__main__":

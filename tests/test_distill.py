@@ -1,0 +1,166 @@
+"""The distiller: each engine step on small known cases, the black-box contract, bad input."""
+
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from registry.distill import distill, pareto_front
+from registry.distill.dimensions import reduce_dimensions
+from registry.distill.engine import Candidate, evaluate
+from registry.distill.quick import power_law, power_law_scaled
+from registry.distill.search import search
+from registry.distill.structure import irrelevant_inputs, separable, translation_pairs
+from registry.expr import parse_expression, symbol
+
+
+def columns(fn):
+    return lambda x: fn(*x.double().unbind(-1)).reshape(-1, 1)
+
+
+def test_pendulum_pi_groups() -> None:
+    reduction = reduce_dimensions({"L": "m", "g": "m/s^2", "m": "kg"}, "s")
+    assert reduction is not None
+    assert reduction.prefactor == {"L": Fraction(1, 2), "g": Fraction(-1, 2), "m": Fraction(0)}
+    assert reduction.groups == []  # T = sqrt(L/g)·const: the mass cannot matter
+
+
+def test_pi_groups_of_gravity() -> None:
+    reduction = reduce_dimensions({"G": "m^3 kg^-1 s^-2", "m1": "kg", "m2": "kg", "r": "m"}, "N")
+    assert reduction is not None
+    assert reduction.groups == [{"m1": -1, "m2": 1}]  # F = G·m1²/r² · f(m2/m1)
+
+
+def test_units_that_cannot_make_the_output_give_no_reduction() -> None:
+    assert reduce_dimensions({"x": "m"}, "kg") is None
+
+
+RNG = np.random.default_rng(0)
+
+
+def test_power_law_with_exact_rational_exponents() -> None:
+    a, b = RNG.uniform(1, 3, 300), RNG.uniform(1, 3, 300)
+    fit = power_law({"a": a, "b": b}, 3 * a**1.5 / b**2)
+    assert fit is not None and fit.nrmse < 1e-12
+    assert fit.expr.xreplace({f: sympy.Integer(round(float(f))) for f in fit.expr.atoms(
+        sympy.Float)}) == 3 * symbol("a") ** sympy.Rational(3, 2) * symbol("b") ** -2
+
+
+def test_scaled_power_law_survives_absolute_noise() -> None:
+    v, c = RNG.uniform(1, 60, 2000), RNG.uniform(0.1, 1, 2000)
+    prefactor = v**2
+    y = 0.5 * c * prefactor + RNG.normal(0, 0.2, 2000)  # noise that y/prefactor would blow up
+    fit = power_law_scaled(prefactor, {"c": c}, y)
+    assert fit is not None
+    (coefficient,) = fit.expr.atoms(sympy.Float)
+    assert fit.expr.as_powers_dict()[symbol("c")] == 1
+    assert float(coefficient) == pytest.approx(0.5, rel=1e-2)
+
+
+def test_separability_of_x_times_y_plus_z() -> None:
+    def f(v):
+        return v["x"] * v["y"] + v["z"]
+
+    ranges = {"x": (1.0, 3.0), "y": (1.0, 3.0), "z": (1.0, 3.0)}
+    names = list(ranges)
+    assert separable(f, ranges, names, kind="add", tolerance=1e-9, rng=RNG) == (["z"], ["x", "y"])
+    assert separable(f, ranges, names, kind="mul", tolerance=1e-9, rng=RNG) is None
+
+
+def test_irrelevant_inputs_and_translation_symmetry() -> None:
+    ranges = {"x1": (1.0, 5.0), "x2": (1.0, 5.0), "w": (1.0, 2.0)}
+
+    def f(v):
+        return (v["x2"] - v["x1"]) ** 2
+
+    assert irrelevant_inputs(f, ranges, tolerance=1e-9, rng=RNG) == ["w"]
+    units = {"x1": "m", "x2": "m", "w": "s"}
+    assert translation_pairs(f, ranges, units, tolerance=1e-9, rng=RNG) == [("x1", "x2")]
+
+
+def test_search_finds_the_gaussian() -> None:
+    theta = RNG.uniform(1, 3, 200)
+    y = np.exp(-theta**2 / 2) / math.sqrt(2 * math.pi)
+    hits = search({"theta": theta}, y, deadline=time.monotonic() + 20)
+    fresh = RNG.uniform(1, 3, 50)
+    assert hits[-1].nrmse < 1e-9 and hits[-1].complexity <= 6
+    np.testing.assert_allclose(evaluate(hits[-1].expr, {"theta": fresh}),
+                               np.exp(-fresh**2 / 2) / math.sqrt(2 * math.pi), rtol=1e-9)
+
+
+def test_pareto_front_keeps_only_undominated() -> None:
+    x = sympy.Integer(1)
+    cands = [Candidate(x, 3, 0.1, "a"), Candidate(x, 5, 0.2, "b"), Candidate(x, 7, 0.01, "c")]
+    assert [c.method for c in pareto_front(cands)] == ["a", "c"]
+
+
+def equivalent(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """Equal as functions of positive inputs (sqrt(L/g) = sqrt(L)/sqrt(g) needs L, g > 0)."""
+    positive = {s: sympy.Symbol(s.name, positive=True) for s in a.free_symbols | b.free_symbols}
+    return sympy.simplify(a.xreplace(positive) - b.xreplace(positive)) == 0
+
+
+class Opaque:
+    """A teacher that can only be called: any other look raises."""
+
+    def __init__(self, fn) -> None:
+        object.__setattr__(self, "_fn", fn)
+        object.__setattr__(self, "calls", 0)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        object.__setattr__(self, "calls", self.calls + 1)
+        return self._fn(x)
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the distiller inspected the teacher's `{name}`")
+
+
+def test_the_teacher_is_a_black_box_even_when_it_is_an_equation_module() -> None:
+    from registry.nn.equation import EquationModule
+
+    expr = parse_expression("2*pi*sqrt(L/g)", names=["L", "g"])
+    module = EquationModule({"T": expr}, inputs=["L", "g"], dtype=torch.float64)
+    teacher = Opaque(module)
+    result = distill(teacher, inputs={"L": ("m", (0.1, 2.0)), "g": ("m/s^2", (1.0, 20.0))},
+                     outputs={"T": "s"}, budget_s=20, double=True)
+    assert result.found, result.message
+    assert equivalent(parse_expression(result.equations["T"], names=["L", "g"]), expr)
+    assert teacher.calls > 0
+
+
+def test_multiplicative_structure_without_units() -> None:
+    result = distill(columns(lambda x, y, z: x * y + z),
+                     inputs={"x": (None, (1.0, 3.0)), "y": (None, (1.0, 3.0)),
+                             "z": (None, (1.0, 3.0))}, outputs={"w": None}, budget_s=20,
+                     double=True)
+    assert result.equations == {"w": "x*y + z"}
+
+
+def test_a_noise_teacher_gives_no_equation_and_says_so() -> None:
+    generator = torch.Generator().manual_seed(0)
+    result = distill(lambda x: torch.randn(x.shape[0], 1, generator=generator),
+                     inputs={"x": ("m", (1.0, 2.0)), "y": ("s", (1.0, 2.0))},
+                     outputs={"z": "m"}, budget_s=3)
+    assert not result.found
+    assert result.message.startswith("`z`: no equation found within 3 s; best candidates: ")
+    from registry.errors import DistillationError
+
+    with pytest.raises(DistillationError, match="no equation found"):
+        result.manifest("noise")
+
+
+def test_drag_net_distils_to_the_exact_quadratic_law(reg, repo: Path, tmp_path: Path) -> None:
+    reg.register(repo / "modules" / "drag-net")
+    report = reg.distill("drag-net@1.0.0", budget_s=30, name="drag-eq", out=tmp_path)
+    assert report.result.equations == {"F": "A*C_d*rho*v**2/2"}
+    assert report.teacher_cost.flops.forward / report.student_cost.flops.forward > 1000
+    manifest_text = (tmp_path / "drag-eq" / "module.yaml").read_text()
+    assert "distilled_from: drag-net@1.0.0" in manifest_text
+    assert (tmp_path / "drag-eq" / "pareto.png").stat().st_size > 1000
