@@ -6,7 +6,7 @@ For each equation of `../shared/data/feynman/FeynmanEquations.csv` (units from
 - ours, teacher mode (`--teacher`): first a 64×64 MLP is trained on 10⁴ samples,
   then the distiller queries the MLP (tolerance: twice its test nRMSE);
 - peers (`--peers`): gplearn and pyoperon (PyPI) on 10⁴ samples of the formula,
-  without units.
+  without units; their models get the same constant snapping as ours.
 Recovery is decided symbolically: the difference with the true formula
 simplifies to 0, or the ratio to a constant within 1e-6 of 1.
 
@@ -34,6 +34,7 @@ import sympy
 import torch
 
 from registry.distill import distill
+from registry.distill.engine import snap_constants
 from registry.errors import RegistryError
 from registry.expr import parse_expression
 from registry.nn.equation import compile_expression
@@ -169,6 +170,9 @@ def run_peer(peer: str, eq: dict[str, Any], budget: float) -> dict[str, Any]:
     try:
         text = _fit_peer(peer, x, y, budget)
         found = _parse_peer(peer, text, names)
+        # The same constant snapping our distiller applies, so recovery is judged alike.
+        data = {n: x[:2000, i] for i, n in enumerate(names)}
+        found = snap_constants(found, data, y[:2000], tolerance=1e-5)
     except Exception as exc:
         return {"found": None, "error": f"{type(exc).__name__}: {exc}"[:200],
                 "seconds": time.monotonic() - start}

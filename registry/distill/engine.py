@@ -69,9 +69,9 @@ class _Problem:
 
 
 def complexity_of(expr: sympy.Expr) -> int:
-    """Tree nodes, a fitted float counting 4 (it takes many bits to state), so exact
+    """Tree nodes, a fitted float counting 8 (it takes many bits to state), so exact
     constants such as 2·π win over their float approximations."""
-    return sum(4 if isinstance(node, sympy.Float) else 1
+    return sum(8 if isinstance(node, sympy.Float) else 1
                for node in sympy.preorder_traversal(expr))
 
 
@@ -256,15 +256,17 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
             return
 
 
-_SPECIAL = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
-            (sympy.sqrt(2), math.sqrt(2)), (sympy.sqrt(2 * sympy.pi), math.sqrt(2 * math.pi)),
-            (sympy.pi**2, math.pi**2)]
+_ROOTS = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
+          (sympy.sqrt(2), math.sqrt(2)), (sympy.sqrt(2 * sympy.pi), math.sqrt(2 * math.pi)),
+          (sympy.pi**2, math.pi**2)]
+# Each special number and its reciprocal: 1/(4π) is (1/4)·π⁻¹.
+_SPECIAL = [*_ROOTS, *((1 / s, 1 / v) for s, v in _ROOTS)]
 
 
 def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
                    tolerance: float = 0.0) -> sympy.Expr:
     """Replace fitted floats by simple exact numbers when that does not hurt the fit:
-    tiny ones by 0, others by p/q or p/q times π, √π, √2, √(2π) or π²."""
+    tiny ones by 0, others by p/q or p/q times π, √π, √2, √(2π), π² or their reciprocals."""
     base = nrmse(evaluate(expr, x), y)
     allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
     floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
