@@ -145,10 +145,8 @@ class Registry:
                                 "them first, so the composite can pin their versions")
         folder = self.root / MODULES_DIR / name
         folder.mkdir(parents=True, exist_ok=True)
-        pinned = plan.spec.to_dict() | {"name": name}
-        for node, ref in plan.pinned.items():
-            pinned["nodes"][node]["module"] = ref
-        (folder / "compose.yaml").write_text(yaml.safe_dump(pinned, sort_keys=False))
+        (folder / "compose.yaml").write_text(yaml.safe_dump(net.pinned_spec(name=name),
+                                                            sort_keys=False))
         sha = save_weights(net, folder / "weights.safetensors")
         existing = folder / MANIFEST_FILE
         if existing.is_file():

@@ -209,10 +209,7 @@ def compose(
     net = reg.compose(spec)
     report = net.summary()
     if out is not None:
-        pinned = net.plan.spec.to_dict()
-        for node, ref in net.plan.pinned.items():
-            pinned["nodes"][node]["module"] = ref
-        out.write_text(yaml.safe_dump(pinned, sort_keys=False))
+        out.write_text(yaml.safe_dump(net.pinned_spec(), sort_keys=False))
     if register_as is not None:
         result = reg.register_composite(net, name=register_as)
         report["registered"] = {"tag": result.tag, "commit": result.commit,

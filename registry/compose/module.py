@@ -89,6 +89,13 @@ class ComposedModule(PortModule):
         return build_program(self, inputs=inputs, steps=self._program_steps if steps else [],
                              results={k: self._fold(v) for k, v in results.items()})
 
+    def pinned_spec(self, *, name: str | None = None) -> dict[str, Any]:
+        """The spec with every module reference pinned to the exact version it resolved to."""
+        pinned = self.plan.spec.to_dict() | ({"name": name} if name else {})
+        for node, ref in self.plan.pinned.items():
+            pinned["nodes"][node]["module"] = ref
+        return pinned
+
     def sample_inputs(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """`(n, inputs)` uniform over the declared input ranges (1.0 where none is declared)."""
         generator = torch.Generator().manual_seed(seed)
