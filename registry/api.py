@@ -204,7 +204,7 @@ class Registry:
             return report
         name = name or f"{teacher.name}-distilled"
         manifest = result.manifest(name, distilled_from=teacher.ref,
-                                   summary=f"{teacher.summary} (distilled from {teacher.ref})")
+                                   summary=f"Equation distilled from {teacher.ref}")
         from registry.nn.equation import EquationModule
         from registry.validation import validate_equations
 
