@@ -24,7 +24,7 @@ import sympy
 from registry.distill.dimensions import reduce_dimensions
 from registry.distill.quick import polynomial as fit_polynomial
 from registry.distill.quick import power_law, power_law_scaled, snap_fraction
-from registry.distill.search import UNARY, search
+from registry.distill.search import search
 from registry.distill.structure import (
     Teacher,
     irrelevant_inputs,
@@ -38,7 +38,6 @@ from registry.expr import symbol
 __all__ = ["Candidate", "solve_output"]
 
 SAMPLES = 1000
-CORE_FUNCTIONS = ("neg", "inv", "sqrt", "square", "exp", "log", "sin", "cos")
 SEARCH_SAMPLES = 200
 
 
@@ -200,16 +199,10 @@ def _fit_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.
             return
     subset = slice(0, SEARCH_SAMPLES)
     budget = max(0.5, (p.deadline - time.monotonic()) * 0.6)
-    # Two passes: the core operators first (smaller levels, so deeper trees in the same
-    # time), then every function for what is left of the budget.
-    for functions, share in ((CORE_FUNCTIONS, 0.5), (tuple(UNARY), 1.0)):
-        hits = search({n: v[subset] for n, v in values.items()}, y[subset], scale=pre[subset],
-                      deadline=time.monotonic() + budget * share, tolerance=p.tolerance * 0.1,
-                      functions=functions)
-        for hit in hits[-4:]:
-            record(hit.expr, "search")
-        if hits and hits[-1].nrmse < p.tolerance * 0.1:
-            return
+    hits = search({n: v[subset] for n, v in values.items()}, y[subset], scale=pre[subset],
+                  deadline=time.monotonic() + budget, tolerance=p.tolerance * 0.1)
+    for hit in hits[-4:]:
+        record(hit.expr, "search")
 
 
 def _good_enough(p: _Problem) -> bool:

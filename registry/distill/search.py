@@ -26,11 +26,11 @@ import sympy
 
 from registry.expr import symbol
 
-__all__ = ["UNARY", "Hit", "linear_fit", "search"]
+__all__ = ["Hit", "linear_fit", "search"]
 
 Tree = tuple  # ("var", name) | ("const", value) | (op, child) | (op, left, right)
 
-UNARY = {
+_UNARY = {
     "neg": np.negative, "sqrt": np.sqrt, "exp": np.exp, "log": np.log, "sin": np.sin,
     "cos": np.cos, "inv": np.reciprocal, "square": np.square, "tanh": np.tanh,
     "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
@@ -107,7 +107,7 @@ def _signature(values: np.ndarray) -> bytes:
 def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: float,
            scale: np.ndarray | None = None,
            max_complexity: int = 11, tolerance: float = 1e-9, level_cap: int = 40_000,
-           functions: tuple[str, ...] = tuple(UNARY)) -> list[Hit]:
+           functions: tuple[str, ...] = tuple(_UNARY)) -> list[Hit]:
     """Hits (the best fit at each complexity, improving), simplest first.
 
     Stops at the deadline, at `max_complexity`, or once a hit's nRMSE is below
@@ -178,7 +178,7 @@ def _enumerate(variables: Mapping[str, np.ndarray], y: np.ndarray, consider: obj
                 for op in functions:
                     if op in ("neg",) and tree[0] == "neg":
                         continue
-                    take((op, tree), UNARY[op](values), complexity, bucket)
+                    take((op, tree), _UNARY[op](values), complexity, bucket)
                 if len(bucket) > level_cap:
                     break
             for left_c in range(1, complexity - 1):
