@@ -125,7 +125,7 @@ def train_composite(
             steps += 1
             seen += len(idx)
         schedule.step()
-        net.eval()
+        net.eval()  # safe: nn.Module.eval switches off training mode; nothing is evaluated
         with torch.no_grad():
             predicted = _predict(net, x[val], target).double().numpy()
         metrics = compute_metrics(predicted, y[val].double().numpy())
