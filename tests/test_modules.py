@@ -2,19 +2,45 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
 import registry
 from registry.evaluation import sample_inputs
 from registry.spec import Sample, load_manifest
-from tests.conftest import MODULES, PROJECT
+from tests.conftest import MODULES, PROJECT, git
 
 NAMES = sorted(p.parent.name for p in MODULES.glob("*/module.yaml"))
 
 
 @pytest.fixture(scope="module")
-def reg():
+def reg(tmp_path_factory):
+    """The working tree's modules, each tagged as the version its manifest declares.
+
+    A throwaway repository, so the tests do not depend on the checkout carrying
+    tags (CI checkouts may not): composites and distilled modules then resolve
+    their pinned parents to exactly what is in `modules/`. That the working tree
+    equals the registered versions is checked against the project's own tags in
+    `test_registered_modules_are_committed_as_they_are`.
+    """
+    root = tmp_path_factory.mktemp("project")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Test Author")
+    git(root, "config", "user.email", "test@example.com")
+    (root / ".gitignore").write_text(".registry/\n")
+    shutil.copytree(MODULES, root / "modules")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "modules as in the working tree")
+    for name in NAMES:
+        version = load_manifest(MODULES / name).version
+        git(root, "tag", "-a", f"{name}@v{version}", "-m", f"{name} {version} (test copy)")
+    return registry.open(root)
+
+
+@pytest.fixture(scope="module")
+def project():
     return registry.open(PROJECT)
 
 
@@ -85,11 +111,12 @@ def test_every_module_folder_is_named_after_its_manifest() -> None:
     assert all(load_manifest(MODULES / n).name == n for n in NAMES)
 
 
-def test_registered_modules_are_committed_as_they_are(reg) -> None:
+def test_registered_modules_are_committed_as_they_are(project) -> None:
     """The working tree of each module equals its latest registered version, when tags exist."""
-    registered = {row.name: row for row in reg.list()}
+    registered = {row.name: row for row in project.list()}
     for name in NAMES:
         if name in registered:
-            assert reg.store.repo.folder_matches(registered[name].commit, f"modules/{name}"), name
+            assert project.store.repo.folder_matches(registered[name].commit,
+                                                     f"modules/{name}"), name
 
 
