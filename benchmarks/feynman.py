@@ -271,6 +271,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], budget: float | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=int, default=0, help="only the first N equations")
+    parser.add_argument("--ids", default="", help="only these equations (comma-separated)")
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
     parser.add_argument("--peers", nargs="*", default=None,
@@ -286,6 +287,9 @@ def main() -> None:
     equations = load_equations(DATA / "FeynmanEquations.csv")
     if args.subset:
         equations = equations[: args.subset]
+    if args.ids:
+        wanted = set(args.ids.split(","))
+        equations = [eq for eq in equations if eq["id"] in wanted]
     peers = [] if args.peers is None else (args.peers or ["gplearn", "pyoperon"])
     methods = ["oracle", *(["teacher"] if args.teacher else []), *peers]
     rows = []

@@ -13,10 +13,10 @@ import sympy
 import torch
 
 from registry.distill import distill, pareto_front
-from registry.distill.dimensions import reduce_dimensions
+from registry.distill.dimensions import alternative_reductions, reduce_dimensions
 from registry.distill.engine import Candidate, evaluate
 from registry.distill.quick import power_law, power_law_scaled
-from registry.distill.search import search
+from registry.distill.search import search, to_sympy
 from registry.distill.structure import irrelevant_inputs, separable, translation_pairs
 from registry.expr import parse_expression, symbol
 
@@ -40,6 +40,14 @@ def test_pi_groups_of_gravity() -> None:
 
 def test_units_that_cannot_make_the_output_give_no_reduction() -> None:
     assert reduce_dimensions({"x": "m"}, "kg") is None
+
+
+def test_alternative_reductions_offer_each_choice_of_repeating_variables() -> None:
+    options = alternative_reductions({"m": "kg", "v": "m/s", "c": "m/s"}, "J")
+    prefactors = [{n: p for n, p in r.prefactor.items() if p} for r in options]
+    assert {"m": 1, "c": 2} in prefactors and {"m": 1, "v": 2} in prefactors
+    by_c = options[prefactors.index({"m": 1, "c": 2})]
+    assert by_c.groups == [{"v": 1, "c": -1}]  # E = m·c²·f(v/c)
 
 
 RNG = np.random.default_rng(0)
@@ -93,6 +101,39 @@ def test_search_finds_the_gaussian() -> None:
     assert hits[-1].nrmse < 1e-9 and hits[-1].complexity <= 6
     np.testing.assert_allclose(evaluate(hits[-1].expr, {"theta": fresh}),
                                np.exp(-fresh**2 / 2) / math.sqrt(2 * math.pi), rtol=1e-9)
+
+
+def test_search_keeps_shifted_building_blocks() -> None:
+    """`x - 1` fits like `x`, but `1/(x - 1)` does not fit like `1/x`: shifts must be
+    kept as building blocks even though they are not rescored."""
+    x = np.linspace(1.5, 4.0, 200)
+    hits = search({"x": x}, 3 / (x - 1), deadline=time.monotonic() + 10, tolerance=1e-12)
+    assert hits[-1].nrmse < 1e-12
+    assert to_sympy(hits[-1].tree) == 1 / (symbol("x") - 1)
+    assert hits[-1].a == pytest.approx(3.0)
+
+
+def test_a_distance_is_found_through_its_absolute_prefactor() -> None:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        x1, x2, y1, y2 = x.double().unbind(-1)
+        return torch.sqrt((x2 - x1) ** 2 + (y2 - y1) ** 2).reshape(-1, 1)
+
+    result = distill(fn, inputs={n: ("m", (1.0, 5.0)) for n in ("x1", "x2", "y1", "y2")},
+                     outputs={"d": "m"}, budget_s=20, tolerance=1e-6, double=True)
+    assert result.found, result.message
+    x1, x2, y1, y2 = (symbol(n) for n in ("x1", "x2", "y1", "y2"))
+    found = result.chosen["d"].expr
+    assert sympy.simplify(found**2 - ((x2 - x1) ** 2 + (y2 - y1) ** 2)) == 0
+
+
+def test_wrong_declared_units_are_reported_not_hidden() -> None:
+    """The law fits only against the declared units: say so, and still show it."""
+    result = distill(columns(lambda a, b: a * b), inputs={"a": ("s", (1.0, 3.0)),
+                                                       "b": ("kg", (1.0, 3.0))},
+                     outputs={"y": "kg/s"}, budget_s=5, tolerance=1e-6, double=True)
+    assert not result.found
+    assert "contradicts the declared units" in result.message
+    assert sympy.simplify(result.chosen["y"].expr - symbol("a") * symbol("b")) == 0
 
 
 def test_pareto_front_keeps_only_undominated() -> None:

@@ -144,6 +144,11 @@ def distill(
                     chosen[output] = pick
                 continue
             chosen[output] = pick
+            if not pick.units_ok:
+                problems.append(f"`{output}`: {format_expression(pick.expr)} fits the teacher "
+                                f"(nRMSE {pick.nrmse:.3g}) but contradicts the declared units; "
+                                "check the units of the inputs and output")
+                continue
             equations[output] = format_expression(pick.expr)
     found = not problems
     message = "; ".join(problems) if problems else "found: " + ", ".join(
@@ -157,7 +162,12 @@ def distill(
 def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
     """The simplest candidate within 1.5× of the best error (or the tolerance), preferring
     dimensionally consistent ones."""
-    pool = [c for c in candidates if c.units_ok] or candidates
+    consistent = [c for c in candidates if c.units_ok]
+    # A law that fits only against the declared units means the units are wrong (a typo
+    # in a table): it is still the answer, and the caller reports the contradiction.
+    pool = (consistent if any(c.nrmse <= tolerance for c in consistent)
+            else candidates if any(c.nrmse <= tolerance for c in candidates)
+            else consistent or candidates)
     if not pool:
         return None
     best = min(c.nrmse for c in pool)

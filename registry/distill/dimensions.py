@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import reduce
+from itertools import combinations
 from math import lcm
 
 import numpy as np
@@ -25,7 +26,7 @@ import sympy
 from registry.expr import symbol
 from registry.units import parse_unit
 
-__all__ = ["DimensionalReduction", "reduce_dimensions"]
+__all__ = ["DimensionalReduction", "alternative_reductions", "reduce_dimensions"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,59 @@ def reduce_dimensions(inputs: Mapping[str, str], output: str) -> DimensionalRedu
         groups.append({n: i // int(common) for n, i in zip(names, ints, strict=True) if i})
     return DimensionalReduction(prefactor, groups)
 
+
+
+def alternative_reductions(inputs: Mapping[str, str], output: str,
+                           limit: int = 6) -> list[DimensionalReduction]:
+    """Other Π reductions of the same problem, one per choice of repeating variables.
+
+    The law is the same whichever inputs carry the output's units, but not equally
+    simple: `m·c²/√(1 − v²/c²)` is `m·c²·f(v/c)` with a short f, and `m·v²·g(c/v)`
+    with a long one. Each set of inputs whose units are independent and can build
+    the output's gives `y = monomial(set) · f(Π_j)`, one Π per other input: that
+    input divided by the monomial of the set with its units. Returned in input
+    order of the sets, at most `limit`, the default reduction's first.
+    """
+    names = list(inputs)
+    vectors = {n: _exponents(u) for n, u in inputs.items()}
+    target = _exponents(output)
+    dims = sorted({d for v in vectors.values() for d in v} | set(target))
+    if not dims:
+        return []
+
+    def column(n: str) -> sympy.Matrix:
+        return sympy.Matrix([sympy.Rational(vectors[n].get(d, 0)) for d in dims])
+
+    full = sympy.Matrix.hstack(*(column(n) for n in names))
+    rank = full.rank()
+    rhs = sympy.Matrix([sympy.Rational(target.get(d, 0)) for d in dims])
+    out: list[DimensionalReduction] = []
+    for basis in combinations(names, rank):
+        block = sympy.Matrix.hstack(*(column(n) for n in basis))
+        if block.rank() < rank:
+            continue
+        try:
+            solution, free = block.gauss_jordan_solve(rhs)
+        except ValueError:
+            continue
+        if free.shape[0]:
+            continue
+        prefactor = {n: Fraction(0) for n in names}
+        for n, v in zip(basis, solution, strict=True):
+            prefactor[n] = _fraction(v)
+        groups = []
+        for other in (n for n in names if n not in basis):
+            powers, _ = block.gauss_jordan_solve(column(other))
+            group = {other: Fraction(1)}
+            group.update({n: -_fraction(v) for n, v in zip(basis, powers, strict=True) if v})
+            scale = reduce(lcm, (f.denominator for f in group.values()), 1)
+            groups.append({n: int(f * scale) for n, f in group.items() if f})
+        out.append(DimensionalReduction(prefactor, groups))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _fraction(value: sympy.Expr) -> Fraction:
+    numerator, denominator = sympy.fraction(sympy.nsimplify(value))
+    return Fraction(int(numerator), int(denominator))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from registry.distill.dimensions import reduce_dimensions
+from registry.distill.dimensions import alternative_reductions, reduce_dimensions
 from registry.distill.quick import polynomial as fit_polynomial
 from registry.distill.quick import power_law, power_law_scaled, snap_fraction
 from registry.distill.search import search
@@ -39,6 +39,8 @@ __all__ = ["Candidate", "solve_output"]
 
 SAMPLES = 1000
 SEARCH_SAMPLES = 200
+MAX_REDUCTIONS = 4  # Π reductions tried with the quick solvers
+SEARCHED_REDUCTIONS = 2  # of which the expression search gets the first few
 
 
 @dataclass(frozen=True)
@@ -148,31 +150,65 @@ def _solve(p: _Problem) -> None:
             var_units[name] = var_units[a]
             del variables[a], variables[b], var_units[a], var_units[b]
     values = {n: evaluate(e, x) for n, e in variables.items()}
-    prefactor, groups = sympy.Integer(1), dict(variables)
-    if var_units is not None and p.out_unit is not None:
-        reduction = reduce_dimensions(var_units, p.out_unit)
-        if reduction is not None:
-            in_inputs = {symbol(n): e for n, e in variables.items()}
-            prefactor = reduction.prefactor_expr().xreplace(in_inputs)
-            groups = {f"pi{i}": g.xreplace(in_inputs)
-                      for i, g in enumerate(reduction.group_exprs())}
-    with np.errstate(all="ignore"):
-        pre = evaluate(prefactor, x) if prefactor != 1 else np.ones_like(y)
-        target = y / pre
-        group_values = {n: evaluate(g, x) for n, g in groups.items()}
-    if not np.all(np.isfinite(target)) or any(not np.all(np.isfinite(v))
-                                               for v in group_values.values()):
-        prefactor, groups, target = sympy.Integer(1), dict(variables), y
-        group_values = values
-    _fit_reduced(p, prefactor, groups, group_values, target, pre, y)
+    setups = _reductions(p, variables, var_units, x, y)
+    # Quick solvers on every reduction first (cheap), then the search on the first few.
+    for setup in setups:
+        _quick(p, *setup, y)
+        if p.found and _good_enough(p):
+            return
+    if setups[0][0] != 1:
+        # Declared units can be wrong (a table's typo, a unit of convenience): the
+        # reduction then hides the law. Try the plain variables with the quick solvers.
+        _quick(p, sympy.Integer(1), variables, values, y, np.ones_like(y), y)
+    searched = setups[:SEARCHED_REDUCTIONS]
+    for i, setup in enumerate(searched):
+        if i and _good_enough(p):
+            break
+        share = (p.deadline - time.monotonic()) * 0.6 / (len(searched) - i)
+        _search_reduced(p, *setup, y, budget=share)
     if not _good_enough(p) and len(used) >= 2:
         _separate(p, used, x, y)
 
 
-def _fit_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+def _reductions(p: _Problem, variables: Mapping[str, sympy.Expr],
+                var_units: Mapping[str, str] | None, x: Mapping[str, np.ndarray],
+                y: np.ndarray) -> list[tuple[sympy.Expr, dict[str, sympy.Expr],
+                                             dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """(prefactor, groups, group values, y/prefactor, prefactor values) per Π reduction,
+    the default first; the plain variables when the units give none."""
+    plain = {n: evaluate(e, x) for n, e in variables.items()}
+    setups = []
+    if var_units is not None and p.out_unit is not None:
+        first = reduce_dimensions(var_units, p.out_unit)
+        reductions = [] if first is None else [first]
+        if first is not None:
+            reductions += [r for r in alternative_reductions(var_units, p.out_unit)
+                           if (r.prefactor_expr(), r.group_exprs())
+                           != (first.prefactor_expr(), first.group_exprs())]
+        in_inputs = {symbol(n): e for n, e in variables.items()}
+        for reduction in reductions[:MAX_REDUCTIONS]:
+            prefactor = reduction.prefactor_expr().xreplace(in_inputs)
+            groups = {f"pi{i}": g.xreplace(in_inputs)
+                      for i, g in enumerate(reduction.group_exprs())}
+            with np.errstate(all="ignore"):
+                pre = evaluate(prefactor, x) if prefactor != 1 else np.ones_like(y)
+                if (np.all(y > 0) or np.all(y < 0)) and np.any(pre < 0) and np.any(pre > 0):
+                    # A distance is |Δx|·f(Δy/Δx): the sign belongs to the prefactor.
+                    prefactor, pre = sympy.Abs(prefactor), np.abs(pre)
+                target = y / pre
+                group_values = {n: evaluate(g, x) for n, g in groups.items()}
+            if np.all(np.isfinite(target)) and all(np.all(np.isfinite(v))
+                                                   for v in group_values.values()):
+                setups.append((prefactor, groups, group_values, target, pre))
+    if not setups:
+        setups.append((sympy.Integer(1), dict(variables), plain, y, np.ones_like(y)))
+    return setups
+
+
+def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
                  values: Mapping[str, np.ndarray], target: np.ndarray, pre: np.ndarray,
                  y: np.ndarray) -> None:
-    """Solve target = f(groups) and record prefactor · f (in the original variables)."""
+    """The quick solvers for target = f(groups); record prefactor · f (in the inputs)."""
     names = list(groups)
 
     def record(f_expr: sympy.Expr, method: str) -> None:
@@ -197,12 +233,21 @@ def _fit_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.
         record(fit.expr, "polynomial")
         if fit.nrmse < p.tolerance:
             return
+
+
+def _search_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+                    values: Mapping[str, np.ndarray], target: np.ndarray, pre: np.ndarray,
+                    y: np.ndarray, *, budget: float) -> None:
+    """The expression search for f in y = prefactor · f(groups)."""
+    names = list(groups)
+    if not names:
+        return
     subset = slice(0, SEARCH_SAMPLES)
-    budget = max(0.5, (p.deadline - time.monotonic()) * 0.6)
     hits = search({n: v[subset] for n, v in values.items()}, y[subset], scale=pre[subset],
-                  deadline=time.monotonic() + budget, tolerance=p.tolerance * 0.1)
+                  deadline=time.monotonic() + max(0.5, budget), tolerance=p.tolerance * 0.1)
     for hit in hits[-4:]:
-        record(hit.expr, "search")
+        full = prefactor * hit.expr.xreplace({symbol(n): groups[n] for n in names})
+        p.found.append(Candidate(full, complexity_of(full), 0.0, "search"))
 
 
 def _good_enough(p: _Problem) -> bool:

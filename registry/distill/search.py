@@ -92,12 +92,27 @@ def linear_fit(e: np.ndarray, y: np.ndarray,
 
 
 def _signature(values: np.ndarray) -> bytes:
-    # Affine-equivalent expressions fit y equally well: normalise away scale and shift.
+    """Key for scoring: affine-equivalent expressions fit y ≈ a·e + b equally well,
+    so scale and shift are normalised away."""
     centred = values - values.mean()
     norm = np.abs(centred).max()
     if norm == 0 or not np.isfinite(norm):
         return b"const"
-    key = np.round(centred / norm, 9)
+    return _key(centred / norm)
+
+
+def _shape(values: np.ndarray) -> bytes:
+    """Key for building: only the scale is normalised away. `x - 1` is the same as `x`
+    for a linear fit but not inside `1/(x - 1)` or `sqrt(x**2 + 1)`, so it is kept as a
+    building block (2·x is not: any function of it is reached by refitting a)."""
+    norm = np.abs(values).max()
+    if norm == 0 or not np.isfinite(norm):
+        return b"zero"
+    return _key(values / norm)
+
+
+def _key(normalised: np.ndarray) -> bytes:
+    key = np.round(normalised, 9)
     key[key == 0] = 0.0  # -0.0 and 0.0 alike
     if key[np.argmax(np.abs(key))] < 0:
         key = -key
@@ -114,6 +129,7 @@ def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: floa
     `tolerance` (it is then last in the list).
     """
     seen: set[bytes] = set()
+    built: set[bytes] = set()
     levels: dict[int, list[tuple[Tree, np.ndarray]]] = {}
     hits: list[Hit] = []
     best = math.inf
@@ -130,11 +146,15 @@ def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: floa
             raise _OutOfTime
         if not np.all(np.isfinite(values)) or np.abs(values).max() > 1e150:
             return False
+        shape = _shape(values)
+        if shape in built:
+            return False
+        built.add(shape)
+        bucket.append((tree, values))
         key = _signature(values)
-        if key in seen:
+        if key in seen:  # a shift of an expression already scored: fits y no better
             return False
         seen.add(key)
-        bucket.append((tree, values))
         a, b, err = linear_fit(values, y, scale)
         if err < best * 0.999:
             best = err
