@@ -314,6 +314,87 @@ def distill(
         raise typer.Exit(1)
 
 
+class ReportFormat(StrEnum):
+    md = "md"
+    json = "json"
+
+
+@app.command()
+def check(
+    base: Annotated[str | None, typer.Option(help="Compare with this revision (default: "
+                                             "HEAD); in CI: origin/<base branch>.")] = None,
+    all_modules: Annotated[bool, typer.Option("--all", help="Check every module, changed "
+                                              "or not.")] = False,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Report format.")]
+    = ReportFormat.md,
+    output: Annotated[Path | None, typer.Option(help="Also write the report to this file.")]
+    = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run checks whose inputs "
+                                           "have not changed.")] = False,
+) -> None:
+    """The gate: validate, reproduce accuracy, hold budgets, refuse regressions. Exit 1 on
+    any failure; the Markdown report also goes to $GITHUB_STEP_SUMMARY when set."""
+    from registry.gate import run_gate, write_step_summary
+
+    report = run_gate(_registry(), base=base, all_modules=all_modules, use_cache=not no_cache)
+    markdown = report.to_markdown()
+    text = report.to_json() + "\n" if fmt is ReportFormat.json else markdown
+    typer.echo(text, nl=False)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    write_step_summary(markdown)
+    if not report.passed:
+        failures = report.failures
+        typer.secho(f"registry check failed: {len(failures)} check(s) in "
+                    f"{len({n for n, _ in failures})} module(s): "
+                    + "; ".join(f"{n} {r.check}" for n, r in failures[:5]),
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    base: str,
+    head: Annotated[str | None, typer.Argument(help="Default: the working tree.")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Report format.")]
+    = ReportFormat.md,
+) -> None:
+    """What changed in modules/ between two revisions: added, removed, bumped; accuracy and
+    cost deltas."""
+    from registry.gate.diff import diff_revisions, to_markdown
+
+    changes = diff_revisions(_registry(), base, head)
+    if fmt is ReportFormat.json:
+        _print_json([c.to_dict() for c in changes])
+    else:
+        typer.echo(to_markdown(changes, base, head), nl=False)
+
+
+@app.command()
+def publish(
+    ref: str,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Publish to the MLflow Model "
+                                         "Registry (the only target so far).")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: "
+                                                     "MLFLOW_TRACKING_URI, else the "
+                                                     "project's sqlite:///mlruns.db).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Publish a module as an MLflow pyfunc model, registered under its own name."""
+    if not mlflow:
+        raise RegistryError("say where to publish: `--mlflow` (the MLflow Model Registry)")
+    from registry.publish import publish_mlflow
+
+    result = publish_mlflow(_registry(), ref, tracking_uri=tracking_uri)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    typer.echo(f"published {result.ref} as MLflow model `{result.name}` version "
+               f"{result.mlflow_version} (run {result.run_id})")
+    for alias in result.aliases:
+        typer.echo(f"  models:/{result.name}@{alias}")
+
+
 @app.command()
 def schema(out: Annotated[Path | None, typer.Option(help="Write to this file.")] = None) -> None:
     """Print the manifest's JSON Schema."""

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from registry.spec import Cost, Manifest
 
-__all__ = ["ModuleCost", "measure_cost"]
+__all__ = ["ModuleCost", "count_flops", "measure_cost"]
 
 LATENCY_BATCH = 4096
 FLOP_BATCH = 16
@@ -74,11 +74,7 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
 
     x = torch.as_tensor(sample_inputs(manifest, Sample(n=max(batch, FLOP_BATCH), seed=0),
                                       where=manifest.ref), dtype=torch.float32)
-    flops = count_module_flops(module, x[:FLOP_BATCH])
-    if manifest.kind == "equation":
-        equations = getattr(module, "equations", None)
-        if equations is not None:
-            flops = _agreeing(flops, count_equation_flops(equations))
+    flops = count_flops(module, manifest, x[:FLOP_BATCH])
     params = sum(p.numel() for p in module.parameters())
     latency = measure_latency(module, x[:batch])
     with torch.no_grad(), track_energy() as tracker:
@@ -87,6 +83,31 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
     assert report is not None
     return ModuleCost(flops, params, latency, report.energy_j / (calls * batch), report.method,
                       report.hardware)
+
+
+def count_flops(module: torch.nn.Module, manifest: Manifest,
+                example: torch.Tensor | None = None, *, backward: bool = True) -> FlopCount:
+    """FLOPs per sample on the same inputs `registry register` counts them on.
+
+    Composites that integrate until an event take a data-dependent number of
+    steps, so the inputs are fixed: the first FLOP_BATCH of the seed-0 draw of
+    LATENCY_BATCH samples from the declared ranges.
+    """
+    if example is None:
+        import torch
+
+        from registry.evaluation import sample_inputs
+        from registry.spec import Sample
+
+        drawn = sample_inputs(manifest, Sample(n=max(LATENCY_BATCH, FLOP_BATCH), seed=0),
+                              where=manifest.ref)
+        example = torch.as_tensor(drawn[:FLOP_BATCH], dtype=torch.float32)
+    flops = count_module_flops(module, example, backward=backward)
+    if manifest.kind == "equation":
+        equations = getattr(module, "equations", None)
+        if equations is not None:
+            flops = _agreeing(flops, count_equation_flops(equations))
+    return flops
 
 
 def _agreeing(measured: FlopCount, from_equation: int) -> FlopCount:
