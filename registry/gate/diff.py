@@ -110,8 +110,8 @@ def _manifests(reg: Registry, commit: str | None) -> dict[str, tuple[Manifest, s
     listing = repo.run("ls-tree", "-r", f"{commit}", "--", "modules/", check=False)
     folders: dict[str, list[tuple[str, str]]] = {}
     for line in listing.splitlines():
-        meta, path = line.split("\t", 1)
-        parts = path.split("/")
+        meta, relpath = line.split("\t", 1)
+        parts = relpath.split("/")
         if len(parts) >= 3:
             folders.setdefault(parts[1], []).append(("/".join(parts[2:]), meta.split()[2]))
     for name, files in folders.items():
