@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 class RegistryCollector(pytest.Collector):
     """The registry's modules, each a set of check items."""
 
-    def collect(self) -> Iterator[pytest.Item]:  # type: ignore[override]
+    def collect(self) -> Iterator[pytest.Item]:
         from registry.store.git import find_root
         from registry.store.store import Store
 
