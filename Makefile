@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make pipeline   the main job (dvc repro: data -> train -> register), then a report
+#   make pipeline   the main job (dvc repro: data -> train -> distill -> compose -> register
+#                   -> check), then its report; fails if the gate fails
 #   make test       the test suite
 # Both create .venv on a fresh machine (torch pinned first) and reuse it after.
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 pipeline: $(STAMP)
 	registry restore-tags
 	dvc repro
-	registry list
+	$(BIN)/python pipelines/report.py --show
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

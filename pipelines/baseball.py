@@ -36,6 +36,7 @@ from registry.cost.energy import track_energy
 from registry.cost.flops import count_module_flops
 from registry.evaluation import compute_metrics
 from registry.nn.network import NetworkModule
+from registry.tracking import mlflow_run
 
 G, M_EARTH, R_EARTH, RHO0, H = 6.6743e-11, 5.972e24, 6.371e6, 1.225, 8500.0
 INPUTS = ["v0", "angle", "h0", "m", "A", "C_d"]
@@ -116,7 +117,11 @@ def train_scratch(hidden: list[int], train: dict[str, np.ndarray], val: dict[str
     generator = torch.Generator().manual_seed(seed)
     per_sample = count_module_flops(net, x[:16]).forward_backward or 0
     steps, batch, best = 0, 256, math.inf
-    with track_energy() as tracker:
+    name = "x".join(map(str, hidden))
+    with mlflow_run("baseball-scratch", root=registry.open().root, run_name=f"scratch-{name}",
+                    params={"hidden": hidden, "max_steps": max_steps, "batch": batch,
+                            "lr": 3e-3, "seed": seed, "target_rmse": target_rmse}) as run, \
+            track_energy() as tracker:
         while steps < max_steps:
             idx = torch.randint(0, len(x), (batch,), generator=generator)
             loss = torch.mean(((net(x[idx]) - y[idx]) / net.out_scale) ** 2)
@@ -126,9 +131,14 @@ def train_scratch(hidden: list[int], train: dict[str, np.ndarray], val: dict[str
             steps += 1
             if steps % 250 == 0:
                 best = min(best, score(net, val)["rmse"])
+                run.log_metric("val_rmse", best, step=steps)
                 if best <= target_rmse:
                     break
     energy = tracker.report
+    assert energy is not None
+    run.log_metrics({"train_energy_j": energy.energy_j, "train_cpu_s": energy.cpu_s,
+                     "train_flops": float(per_sample * steps * batch)})
+    run.set_tags({"energy_method": energy.method})
     return {"net": net, "hidden": hidden, "steps": steps, "reached": best <= target_rmse,
             "val_rmse": best, "train_flops": float(per_sample * steps * batch),
             "train_cpu_s": energy.cpu_s, "train_energy_j": energy.energy_j,
@@ -226,6 +236,9 @@ def main() -> None:
             report["scratch"]["meteorites"]["rmse"] / report["composite"]["meteorites"]["rmse"],
     }
     args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    args.out.with_name("baseball-history.csv").write_text(
+        "epoch,val_rate_nrmse\n" + "".join(f"{i},{v:.6g}\n"
+                                           for i, v in enumerate(result.history, 1)))
     print(json.dumps({"composite": report["composite"]["test"], "scratch": chosen["test"],
                       "ratios": report["ratios"]}, indent=2))
 

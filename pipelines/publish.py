@@ -26,8 +26,9 @@ def main() -> None:
     target = reg.root / "modules" / args.build.name
     target.mkdir(parents=True, exist_ok=True)
     for source in args.build.iterdir():
-        # DVC's .gitignore and the metrics file stay in build/: the module folder is git's.
-        if source.is_file() and not source.name.startswith(".") and source.name != "metrics.json":
+        # DVC's .gitignore, the metrics and the curve stay in build/: the module folder is git's.
+        if (source.is_file() and not source.name.startswith(".")
+                and source.name not in ("metrics.json", "history.csv")):
             shutil.copyfile(source, target / source.name)
     result = reg.register(target, bump="patch")
     verb = "registered" if result.created else "unchanged"

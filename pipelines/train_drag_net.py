@@ -42,8 +42,10 @@ def load_split(path: Path, inputs: list[str], outputs: list[str]) -> tuple[torch
 
 
 def train(net: NetworkModule, x: torch.Tensor, y: torch.Tensor, params: dict[str, Any],
-          run: MlflowRunHandle) -> None:
-    """Adam on the standardised mean squared error, cosine learning-rate decay."""
+          run: MlflowRunHandle) -> list[tuple[int, float]]:
+    """Adam on the standardised mean squared error, cosine learning-rate decay; returns
+    the (step, loss) curve logged to MLflow."""
+    curve: list[tuple[int, float]] = []
     optimiser = torch.optim.Adam(net.parameters(), lr=params["lr"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=params["steps"])
     generator = torch.Generator().manual_seed(params["seed"])
@@ -58,6 +60,8 @@ def train(net: NetworkModule, x: torch.Tensor, y: torch.Tensor, params: dict[str
         schedule.step()
         if step % 200 == 0 or step == params["steps"]:
             run.log_metric("train_loss", loss.item(), step=step)
+            curve.append((step, loss.item()))
+    return curve
 
 
 def train_flops(net: NetworkModule, params: dict[str, Any]) -> float:
@@ -90,7 +94,7 @@ def main() -> None:
     with mlflow_run(NAME, root=reg.root, run_name=f"train-{NAME}",
                     params={**params, "n_train": len(x), "data_md5": data_md5}) as run:
         with track_energy() as tracker:
-            train(net, x, y, params, run)
+            curve = train(net, x, y, params, run)
         energy = tracker.report
         net.eval()
         with torch.no_grad():
@@ -129,6 +133,8 @@ def main() -> None:
         })
         write_manifest(manifest, args.out / "module.yaml")
         run.log_artifact(args.out / "module.yaml")
+        (args.out / "history.csv").write_text("step,train_loss\n" + "".join(
+            f"{step},{loss:.6g}\n" for step, loss in curve))
         (args.out / "metrics.json").write_text(json.dumps(
             {**metrics, "train_cpu_s": round(energy.cpu_s, 3),
              "train_duration_s": round(energy.duration_s, 3),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry.errors import ManifestError
 from registry.reference import parse_reference
-from registry.spec import MANIFEST_FILE, Manifest, write_manifest
+from registry.spec import MANIFEST_FILE, Manifest, MlflowRun, write_manifest
 from registry.store.git import find_root
 from registry.store.index import IndexRow
 from registry.store.store import MODULES_DIR, Bump, RegisterResult, Resolved, Store
@@ -194,24 +194,41 @@ class Registry:
         if tolerance is None:
             recorded = teacher.evaluation.metrics.get("nrmse") if teacher.evaluation else None
             tolerance = max(2 * recorded, 1e-5) if recorded else 1e-5
-        module = self._build(resolved)
-        result = run_distill(module, inputs={n: (p.unit, p.range)  # type: ignore[misc]
-                                             for n, p in teacher.inputs.items()},
-                             outputs={n: p.unit for n, p in teacher.outputs.items()},
-                             budget_s=budget_s, tolerance=tolerance)
-        report = DistillReport(result, teacher.ref, None, None, None)
-        if not result.found:
-            return report
-        name = name or f"{teacher.name}-distilled"
-        manifest = result.manifest(name, distilled_from=teacher.ref,
-                                   summary=f"Equation distilled from {teacher.ref}")
-        from registry.nn.equation import EquationModule
-        from registry.validation import validate_equations
+        from registry.tracking import mlflow_run
 
-        student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
-                                 inputs=list(manifest.inputs))
-        report.student_cost = measure_cost(student, manifest)
-        report.teacher_cost = measure_cost(module, teacher)
+        module = self._build(resolved)
+        name = name or f"{teacher.name}-distilled"
+        with mlflow_run("distill", root=self.root, run_name=f"distill-{teacher.name}",
+                        params={"teacher": teacher.ref, "name": name, "budget_s": budget_s,
+                                "tolerance": tolerance},
+                        tags={"git_commit": self.store.repo.head()}) as run:
+            result = run_distill(module, inputs={n: (p.unit, p.range)  # type: ignore[misc]
+                                                 for n, p in teacher.inputs.items()},
+                                 outputs={n: p.unit for n, p in teacher.outputs.items()},
+                                 budget_s=budget_s, tolerance=tolerance)
+            report = DistillReport(result, teacher.ref, None, None, None)
+            energy = result.energy
+            run.set_tags({"found": str(result.found),
+                          "energy_method": energy.method if energy else "none"})
+            run.log_metrics({**({"distill_energy_j": energy.energy_j,
+                                 "distill_cpu_s": energy.cpu_s} if energy else {}),
+                             **{f"nrmse_{o}": c.nrmse for o, c in result.chosen.items()},
+                             **{f"complexity_{o}": c.complexity
+                                for o, c in result.chosen.items()}})
+            if not result.found:
+                return report
+            manifest = result.manifest(name, distilled_from=teacher.ref,
+                                       summary=f"Equation distilled from {teacher.ref}")
+            manifest.provenance.mlflow = MlflowRun(run_id=run.run_id, experiment=run.experiment)
+            from registry.nn.equation import EquationModule
+            from registry.validation import validate_equations
+
+            student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
+                                     inputs=list(manifest.inputs))
+            report.student_cost = measure_cost(student, manifest)
+            report.teacher_cost = measure_cost(module, teacher)
+            run.log_metrics({"student_flops_per_sample": report.student_cost.flops.forward,
+                             "teacher_flops_per_sample": report.teacher_cost.flops.forward})
         if out is not None:
             folder = out / name
             folder.mkdir(parents=True, exist_ok=True)

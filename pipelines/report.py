@@ -1,0 +1,146 @@
+"""The pipeline's last stage: one short report of what the run produced.
+
+Writes `reports/summary.json` (DVC metrics: each module's accuracy and cost,
+the gate's verdict, the headline ratios), `reports/energy.csv` (DVC plot:
+training and distillation energy per stage) and `reports/summary.md`, the text
+`make pipeline` ends with.
+
+    python pipelines/report.py            # the stage: write the three files
+    python pipelines/report.py --show     # print summary.md; exit 1 if the gate failed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import registry
+
+REPORTS = Path("reports")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def modules(reg: Any) -> list[dict[str, Any]]:
+    rows = []
+    for row in reg.list():
+        manifest = reg.get(row.tag.replace("@v", "@", 1))
+        metrics = manifest.evaluation.metrics if manifest.evaluation else {}
+        energy = manifest.cost.energy_j_per_sample
+        training = manifest.cost.training
+        rows.append({
+            "name": manifest.name, "version": manifest.version, "kind": manifest.kind,
+            "r2": metrics.get("r2"), "nrmse": metrics.get("nrmse"),
+            "flops_per_sample": manifest.cost.flops_per_sample, "params": manifest.cost.params,
+            "energy_j_per_sample": energy.value if energy else None,
+            "energy_method": energy.method if energy else None,
+            "training_energy_j": training.energy_j if training else None,
+        })
+    return rows
+
+
+def energy_rows(baseball: dict[str, Any], drag_net: dict[str, Any],
+                distilled: dict[str, Any] | None) -> list[tuple[str, float, float, str]]:
+    rows = []
+    if drag_net:
+        rows.append(("train drag-net", drag_net["train_energy_j"], drag_net["train_cpu_s"],
+                     "estimated:power_model"))
+    if baseball:
+        c, s = baseball["composite"], baseball["scratch"]
+        rows.append(("train baseball composite", c["train_energy_j"], c["train_cpu_s"],
+                     c["energy_method"]))
+        rows.append((f"train baseball scratch {'x'.join(map(str, s['chosen_hidden']))}",
+                     s["train_energy_j"], s["train_cpu_s"], c["energy_method"]))
+    if distilled:
+        rows.append(("distill drag-net", distilled["energy_j"] or 0.0, distilled["cpu_s"] or 0.0,
+                     distilled["method"] or ""))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--show", action="store_true",
+                        help="print reports/summary.md; exit 1 if the gate failed")
+    args = parser.parse_args()
+    if args.show:
+        summary = _load(REPORTS / "summary.json")
+        sys.stdout.write((REPORTS / "summary.md").read_text())
+        sys.exit(0 if summary.get("gate", {}).get("passed") else 1)
+
+    reg = registry.open()
+    mods = modules(reg)
+    check = _load(REPORTS / "check.json")
+    baseball = _load(REPORTS / "baseball.json")
+    drag_net = _load(Path("build/drag-net/metrics.json"))
+    distill = _load(REPORTS / "distill-drag-net.json")
+    by_name = {m["name"]: m for m in mods}
+    eq, net = by_name.get("drag-eq"), by_name.get("drag-net")
+    distilled_training = None
+    if eq is not None:
+        training = reg.get(f"drag-eq@{eq['version']}").cost.training
+        distilled_training = training.model_dump() if training else None
+    failures = [(m["name"], r["check"]) for m in check.get("modules", [])
+                for r in m["results"] if r["verdict"] == "fail"]
+    summary: dict[str, Any] = {
+        "gate": {"passed": bool(check.get("passed")), "modules": len(check.get("modules", [])),
+                 "failures": len(failures)},
+        "modules": {m["name"]: {k: v for k, v in m.items() if k != "name" and v is not None}
+                    for m in mods},
+    }
+    if eq and net and eq["flops_per_sample"]:
+        summary["distill"] = {"equation": distill.get("equations", {}),
+                              "flops_reduction": net["flops_per_sample"] / eq["flops_per_sample"],
+                              "nrmse_vs_teacher": distill.get("chosen", {}).get("F", {})
+                              .get("nrmse")}
+    if baseball:
+        summary["baseball"] = {"composite_test_rmse_m": baseball["composite"]["test"]["rmse"],
+                               "scratch_test_rmse_m": baseball["scratch"]["test"]["rmse"],
+                               **baseball["ratios"]}
+    (REPORTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    energy = energy_rows(baseball, drag_net, distilled_training)
+    (REPORTS / "energy.csv").write_text("stage,energy_j,cpu_s,method\n" + "".join(
+        f"{stage},{j:.4g},{cpu:.4g},{method}\n" for stage, j, cpu, method in energy))
+
+    lines = ["", "== registry pipeline report ==", "",
+             f"{'module':<16}{'version':<9}{'kind':<11}{'r2':>10}{'nRMSE':>11}"
+             f"{'FLOPs':>10}{'J/sample':>11}  energy method"]
+    for m in mods:
+        lines.append(f"{m['name']:<16}{m['version']:<9}{m['kind']:<11}"
+                     f"{_num(m['r2'], '.6f'):>10}{_num(m['nrmse'], '.3g'):>11}"
+                     f"{_num(m['flops_per_sample'], 'd'):>10}"
+                     f"{_num(m['energy_j_per_sample'], '.3g'):>11}  {m['energy_method'] or ''}")
+    if "distill" in summary:
+        d = summary["distill"]
+        lines += ["", f"distilled drag-net → drag-eq: {', '.join(d['equation'].values())}; "
+                      f"{d['flops_reduction']:,.0f}× fewer FLOPs; nRMSE vs teacher "
+                      f"{_num(d['nrmse_vs_teacher'], '.3g')}"]
+    if "baseball" in summary:
+        b = summary["baseball"]
+        lines += [f"baseball: composite test RMSE {b['composite_test_rmse_m'] * 100:.2f} cm vs "
+                  f"scratch {b['scratch_test_rmse_m'] * 100:.2f} cm; training FLOPs "
+                  f"{b['training_flops_scratch_over_composite']:.0f}× fewer for the composite"]
+    lines += ["", "energy (estimated unless the method says measured):"]
+    lines += [f"  {stage:<34}{j:>9.1f} J {cpu:>7.1f} CPU-s  {method}"
+              for stage, j, cpu, method in energy]
+    gate = summary["gate"]
+    verdict = ("PASSED" if gate["passed"] else
+               f"FAILED ({gate['failures']} checks: "
+               + ", ".join(f"{n} {c}" for n, c in failures[:5]) + ")")
+    lines += ["", f"gate (registry check --all): {verdict} over {gate['modules']} modules; "
+                  "details in reports/check.json", ""]
+    text = "\n".join(lines)
+    (REPORTS / "summary.md").write_text(text)
+    print(text)
+
+
+def _num(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+if __name__ == "__main__":
+    main()
