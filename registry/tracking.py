@@ -63,16 +63,25 @@ def mlflow_run(
     import mlflow
 
     uri = tracking_uri(root)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: undo that afterwards, or a
+    # later run for another registry in the same process would land in this one's store.
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         artifacts = (root / "mlartifacts").resolve()
         artifacts.mkdir(exist_ok=True)
         mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as run:
-        handle = MlflowRunHandle(mlflow, run, experiment, uri)
-        if params:
-            handle.log_params(params)
-        if tags:
-            handle.set_tags(tags)
-        yield handle
+    try:
+        with mlflow.start_run(run_name=run_name) as run:
+            handle = MlflowRunHandle(mlflow, run, experiment, uri)
+            if params:
+                handle.log_params(params)
+            if tags:
+                handle.set_tags(tags)
+            yield handle
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
