@@ -271,6 +271,10 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], budget: float | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subset", type=int, default=0, help="only the first N equations")
+    parser.add_argument("--shard", default="", help="I/N: every N-th equation from the I-th "
+                        "(run N shards side by side, then merge with --merge)")
+    parser.add_argument("--merge", type=Path, nargs="*", default=None,
+                        help="merge these shard CSVs into --csv and print the summary")
     parser.add_argument("--ids", default="", help="only these equations (comma-separated)")
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
@@ -283,10 +287,28 @@ def main() -> None:
     if args.rescore:
         rescore(args.csv)
         return
+    if args.merge:
+        merged: list[dict[str, Any]] = []
+        for part in args.merge:
+            with part.open(newline="") as handle:
+                merged += list(csv.DictReader(handle))
+        order = {eq["id"]: i for i, eq in enumerate(load_equations(DATA / "FeynmanEquations.csv"))}
+        merged.sort(key=lambda r: order.get(r["id"], len(order)))
+        write_csv(args.csv, merged)
+        shown = [m for m in ("oracle", "teacher", "gplearn", "pyoperon")
+                 if f"{m}_recovered" in merged[0]]
+        for row in merged:
+            for m in shown:
+                row[f"{m}_recovered"] = row[f"{m}_recovered"] == "True"
+        summarise(merged, shown, budget=None)
+        return
     units = load_units(DATA / "units.csv")
     equations = load_equations(DATA / "FeynmanEquations.csv")
     if args.subset:
         equations = equations[: args.subset]
+    if args.shard:
+        index, count = (int(v) for v in args.shard.split("/"))
+        equations = equations[index - 1::count]
     if args.ids:
         wanted = set(args.ids.split(","))
         equations = [eq for eq in equations if eq["id"] in wanted]
@@ -310,12 +332,18 @@ def main() -> None:
                 row["teacher_nrmse"] = res["teacher_nrmse"]
         rows.append(row)
         print(eq["id"], {m: row[f"{m}_recovered"] for m in methods}, flush=True)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with args.csv.open("w", newline="") as handle:
+        write_csv(args.csv, rows)  # after every equation: a long run killed keeps its rows
+    summarise(rows, methods, budget=args.budget_s)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()
         writer.writerows(rows)
-    summarise(rows, methods, budget=args.budget_s)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
