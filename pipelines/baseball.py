@@ -120,25 +120,25 @@ def train_scratch(hidden: list[int], train: dict[str, np.ndarray], val: dict[str
     name = "x".join(map(str, hidden))
     with mlflow_run("baseball-scratch", root=registry.open().root, run_name=f"scratch-{name}",
                     params={"hidden": hidden, "max_steps": max_steps, "batch": batch,
-                            "lr": 3e-3, "seed": seed, "target_rmse": target_rmse}) as run, \
-            track_energy() as tracker:
-        while steps < max_steps:
-            idx = torch.randint(0, len(x), (batch,), generator=generator)
-            loss = torch.mean(((net(x[idx]) - y[idx]) / net.out_scale) ** 2)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            steps += 1
-            if steps % 250 == 0:
-                best = min(best, score(net, val)["rmse"])
-                run.log_metric("val_rmse", best, step=steps)
-                if best <= target_rmse:
-                    break
-    energy = tracker.report
-    assert energy is not None
-    run.log_metrics({"train_energy_j": energy.energy_j, "train_cpu_s": energy.cpu_s,
-                     "train_flops": float(per_sample * steps * batch)})
-    run.set_tags({"energy_method": energy.method})
+                            "lr": 3e-3, "seed": seed, "target_rmse": target_rmse}) as run:
+        with track_energy() as tracker:
+            while steps < max_steps:
+                idx = torch.randint(0, len(x), (batch,), generator=generator)
+                loss = torch.mean(((net(x[idx]) - y[idx]) / net.out_scale) ** 2)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                steps += 1
+                if steps % 250 == 0:
+                    best = min(best, score(net, val)["rmse"])
+                    run.log_metric("val_rmse", best, step=steps)
+                    if best <= target_rmse:
+                        break
+        energy = tracker.report
+        assert energy is not None
+        run.log_metrics({"train_energy_j": energy.energy_j, "train_cpu_s": energy.cpu_s,
+                         "train_flops": float(per_sample * steps * batch)})
+        run.set_tags({"energy_method": energy.method})
     return {"net": net, "hidden": hidden, "steps": steps, "reached": best <= target_rmse,
             "val_rmse": best, "train_flops": float(per_sample * steps * batch),
             "train_cpu_s": energy.cpu_s, "train_energy_j": energy.energy_j,
