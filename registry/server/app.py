@@ -5,10 +5,16 @@
 `/api/v1`; the server-rendered pages in `registry.server.web` at `/`.
 The Registry object is shared on `app.state.registry`; settings (tokens,
 size limits) on `app.state.settings`.
+
+`app_from_env()` is the factory `registry serve` hands uvicorn (by import
+string, so `--workers N` can start N processes): it reads `REGISTRY_ROOT`,
+the tokens (`REGISTRY_TOKENS`, `REGISTRY_TOKEN_FILE`) and, when set,
+`REGISTRY_MAX_UPLOAD_BYTES` / `REGISTRY_MAX_BODY_BYTES` from the environment.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,3 +41,25 @@ def create_app(root: str | Path | None = None, *, settings: Settings | None = No
     api_routes.install(app)
     web.install(app)
     return app
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment (see the module docstring)."""
+    from registry.errors import RegistryError
+    from registry.server.auth import load_tokens
+
+    env = dict(os.environ) if env is None else env
+    sizes = {}
+    for key, field_name in (("REGISTRY_MAX_UPLOAD_BYTES", "max_upload_bytes"),
+                            ("REGISTRY_MAX_BODY_BYTES", "max_body_bytes")):
+        if env.get(key):
+            try:
+                sizes[field_name] = int(env[key])
+            except ValueError:
+                raise RegistryError(f"{key}={env[key]!r} is not a number of bytes") from None
+    return Settings(tokens=load_tokens(env), **sizes)
+
+
+def app_from_env() -> FastAPI:
+    """The app for `REGISTRY_ROOT` with settings from the environment (uvicorn's factory)."""
+    return create_app(os.environ.get("REGISTRY_ROOT"), settings=settings_from_env())
