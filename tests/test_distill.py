@@ -15,7 +15,7 @@ import torch
 from registry.distill import distill, pareto_front
 from registry.distill.dimensions import alternative_reductions, reduce_dimensions
 from registry.distill.engine import Candidate, evaluate
-from registry.distill.quick import power_law, power_law_scaled
+from registry.distill.quick import power_law, power_law_scaled, rational
 from registry.distill.search import search, to_sympy
 from registry.distill.structure import irrelevant_inputs, separable, translation_pairs
 from registry.expr import parse_expression, symbol
@@ -59,6 +59,23 @@ def test_power_law_with_exact_rational_exponents() -> None:
     assert fit is not None and fit.nrmse < 1e-12
     assert fit.expr.xreplace({f: sympy.Integer(round(float(f))) for f in fit.expr.atoms(
         sympy.Float)}) == 3 * symbol("a") ** sympy.Rational(3, 2) * symbol("b") ** -2
+
+
+def test_rational_fit_finds_relativistic_velocity_addition_with_few_terms() -> None:
+    rng = np.random.default_rng(7)
+    u, v = rng.uniform(0.1, 0.9, 400), rng.uniform(0.1, 0.9, 400)
+    fit = rational({"u": u, "v": v}, (u + v) / (1 + u * v), tolerance=1e-9)
+    assert fit is not None and fit.nrmse < 1e-9
+    snapped = fit.expr.xreplace({f: sympy.Integer(round(float(f)))
+                                 for f in fit.expr.atoms(sympy.Float)})
+    u_, v_ = symbol("u"), symbol("v")
+    assert sympy.simplify(snapped - (u_ + v_) / (1 + u_ * v_)) == 0
+    assert len(fit.expr.atoms(sympy.Float)) == 3  # u, v, u·v: everything else pruned
+
+
+def test_rational_fit_declines_what_it_cannot_fit() -> None:
+    x = RNG.uniform(0.1, 3, 400)
+    assert rational({"x": x}, np.exp(x), tolerance=1e-9) is None
 
 
 def test_scaled_power_law_survives_absolute_noise() -> None:

@@ -24,6 +24,7 @@ import sympy
 from registry.distill.dimensions import alternative_reductions, reduce_dimensions
 from registry.distill.quick import polynomial as fit_polynomial
 from registry.distill.quick import power_law, power_law_scaled, snap_fraction
+from registry.distill.quick import rational as fit_rational
 from registry.distill.search import search
 from registry.distill.structure import (
     Teacher,
@@ -233,6 +234,9 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
         record(fit.expr, "polynomial")
         if fit.nrmse < p.tolerance:
             return
+    fit = fit_rational(values, target, degree=2, tolerance=p.tolerance)
+    if fit is not None:
+        record(fit.expr, "rational")
 
 
 def _search_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],

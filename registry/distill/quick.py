@@ -18,7 +18,7 @@ import sympy
 
 from registry.expr import symbol
 
-__all__ = ["QuickFit", "polynomial", "power_law", "snap_fraction"]
+__all__ = ["QuickFit", "polynomial", "power_law", "rational", "snap_fraction"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,68 @@ def polynomial(variables: Mapping[str, np.ndarray], y: np.ndarray, *,
                        for c, t in zip(coef_kept, kept, strict=True)))
     return QuickFit(expr, _nrmse(design[:, keep] @ coef_kept, y),
                     sum(1 + 2 * len(t) for t in kept))
+
+
+def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int = 2,
+             tolerance: float = 1e-6) -> QuickFit | None:
+    """y = P(x)/Q(x), P and Q polynomials up to `degree`, Q's constant term 1.
+
+    Linear in the coefficients once multiplied out: y·Q(x) = P(x), so
+    y = P(x) − y·(Q(x) − 1) is solved by least squares. Terms are then pruned
+    greedily (the smallest contribution first) while the fit stays within
+    `tolerance`, so `(u + v)/(1 + u·v)` comes out with four terms, not twenty.
+    """
+    names = list(variables)
+    if not names or len(names) > 4:
+        return None
+    monomials: list[tuple[str, ...]] = [()]
+    for d in range(1, degree + 1):
+        monomials += list(itertools.combinations_with_replacement(names, d))
+
+    def column(t: tuple[str, ...]) -> np.ndarray:
+        return np.prod([variables[n] for n in t], axis=0) if t else np.ones_like(y)
+
+    # (is_denominator, monomial): numerator terms, then denominator terms without 1
+    terms = [(False, t) for t in monomials] + [(True, t) for t in monomials[1:]]
+    if len(terms) >= len(y) // 4:
+        return None
+    full = np.stack([-y * column(t) if den else column(t) for den, t in terms], axis=1)
+
+    def fit(active: list[int]) -> tuple[np.ndarray, float]:
+        design = full[:, active]
+        with np.errstate(all="ignore"):
+            coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+            numerator = sum((c * column(terms[i][1]) for c, i in zip(coef, active, strict=True)
+                             if not terms[i][0]), np.zeros_like(y))
+            denominator = 1 + sum((c * column(terms[i][1])
+                                   for c, i in zip(coef, active, strict=True) if terms[i][0]),
+                                  np.zeros_like(y))
+            predicted = numerator / denominator
+        if not np.all(np.isfinite(predicted)) or np.any(np.abs(denominator) < 1e-9):
+            return coef, float("inf")
+        return coef, _nrmse(predicted, y)
+
+    active = list(range(len(terms)))
+    coef, err = fit(active)
+    if not np.isfinite(err) or err > tolerance:
+        return None
+    while len(active) > 1:
+        contributions = np.abs(full[:, active] * coef).max(axis=0)
+        for position in np.argsort(contributions):
+            trial = active[:position] + active[position + 1:]
+            trial_coef, trial_err = fit(trial)
+            if trial_err <= tolerance:
+                active, coef, err = trial, trial_coef, trial_err
+                break
+        else:
+            break
+    if not any(terms[i][0] for i in active):
+        return None  # a plain polynomial: `polynomial` states it more simply
+
+    def build(denominator: bool) -> sympy.Expr:
+        return sympy.Add(*(sympy.Float(c) * sympy.Mul(*(symbol(n) for n in terms[i][1]))
+                           for c, i in zip(coef, active, strict=True)
+                           if terms[i][0] == denominator))
+
+    expr = build(False) / (1 + build(True))
+    return QuickFit(expr, err, sum(1 + 2 * len(terms[i][1]) for i in active) + 2)
