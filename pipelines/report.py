@@ -135,7 +135,7 @@ def main() -> None:
                   "details in reports/check.json", ""]
     text = "\n".join(lines)
     (REPORTS / "summary.md").write_text(text)
-    print(text)
+    print(f"wrote {REPORTS / 'summary.json'}, {REPORTS / 'energy.csv'}, {REPORTS / 'summary.md'}")
 
 
 def _num(value: Any, spec: str) -> str:
