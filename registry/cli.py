@@ -44,6 +44,21 @@ def _registry() -> Any:
     return api.open()
 
 
+RemoteOption = Annotated[str | None, typer.Option(
+    "--remote", metavar="URL", help="Use the registry server at URL (`registry serve`); "
+    "default: $REGISTRY_URL, else the local repository.")]
+
+
+def _registry_or_remote(remote: str | None) -> Any:
+    """The server at `remote` (or $REGISTRY_URL) when one is given, else the local registry."""
+    url = remote or os.environ.get("REGISTRY_URL")
+    if url:
+        from registry.store.remote import RemoteRegistry
+
+        return RemoteRegistry(url)
+    return _registry()
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -60,9 +75,10 @@ def list_(
     all_versions: Annotated[bool, typer.Option("--all", help="Every version, not the latest.")]
     = False,
     as_json: JsonFlag = False,
+    remote: RemoteOption = None,
 ) -> None:
     """List registered modules (the latest version of each)."""
-    reg = _registry()
+    reg = _registry_or_remote(remote)
     rows = reg.list(kind=kind, all_versions=all_versions)
     pending = reg.unregistered() if kind is None else []
     if as_json:
@@ -76,11 +92,11 @@ def list_(
 
 
 @app.command()
-def show(ref: str, as_json: JsonFlag = False) -> None:
+def show(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
     """Show the manifest a reference resolves to (e.g. `gravity@^1`, `drag#prod`)."""
     from registry.spec import dump_manifest
 
-    reg = _registry()
+    reg = _registry_or_remote(remote)
     resolved = reg.resolve(ref)
     manifest = resolved.manifest
     if as_json:
@@ -114,9 +130,11 @@ def register(
     bump: Annotated[BumpPart | None, typer.Option(
         help="If the version exists with other content, register as the next version.")] = None,
     as_json: JsonFlag = False,
+    remote: RemoteOption = None,
 ) -> None:
-    """Validate module folders, measure them, commit them and tag their versions."""
-    reg = _registry()
+    """Validate module folders, measure them, commit them and tag their versions (with
+    --remote: upload them to the server, with the token in $REGISTRY_TOKEN)."""
+    reg = _registry_or_remote(remote)
     results = [reg.register(path, bump=bump.value if bump else None) for path in paths]
     if as_json:
         _print_json([{"tag": r.tag, "commit": r.commit, "created": r.created,
@@ -141,9 +159,10 @@ def promote(ref: str, stage: str) -> None:
 
 
 @app.command()
-def load(ref: str, as_json: JsonFlag = False) -> None:
-    """Load a module into torch and print a summary."""
-    reg = _registry()
+def load(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
+    """Load a module into torch and print a summary (with --remote: files fetched from the
+    server into the local cache, verified)."""
+    reg = _registry_or_remote(remote)
     module = reg.load(ref)
     manifest = reg.get(ref)
     summary: dict[str, Any] = {
@@ -406,6 +425,34 @@ def schema(out: Annotated[Path | None, typer.Option(help="Write to this file.")]
     else:
         out.write_text(text + "\n")
         typer.echo(f"wrote {out}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File of bearer tokens (one per line) allowed to write; also REGISTRY_TOKENS "
+             "(comma-separated).")] = None,
+) -> None:
+    """Serve the REST API (/api/v1) and the web pages with uvicorn."""
+    import uvicorn
+
+    from registry.server.app import settings_from_env
+    from registry.store.git import find_root
+
+    root = find_root(Path(os.environ.get("REGISTRY_ROOT", ".")))
+    os.environ["REGISTRY_ROOT"] = str(root)
+    if token_file is not None:
+        os.environ["REGISTRY_TOKEN_FILE"] = str(token_file.resolve())
+    settings = settings_from_env()  # fail here, not in each worker, on a bad token file
+    if not settings.tokens:
+        typer.secho("note: no tokens configured (REGISTRY_TOKENS or --token-file), so writes "
+                    "are refused", err=True)
+    typer.echo(f"serving {root} on http://{host}:{port} with {workers} worker(s)", err=True)
+    uvicorn.run("registry.server.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECKS", "CheckResult", "GateReport", "ModuleReport", "run_gate"]
 
-GATE_VERSION = "2"  # bump when checks change meaning: invalidates the cache
+GATE_VERSION = "3"  # bump when checks change meaning: invalidates the cache
 CACHE_DIR = ".registry/gate-cache"
 _ICONS = {"pass": "✅ pass", "fail": "❌ fail", "info": "ℹ️ info", "skip": "– skip"}
 

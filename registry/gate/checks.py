@@ -156,8 +156,12 @@ def _integrity(manifest: Manifest, resolved: Resolved) -> Iterator[CheckResult]:
     if manifest.evaluation is not None and manifest.evaluation.data is not None:
         files.append(("evaluation.data", manifest.evaluation.data.path,
                       manifest.evaluation.data.sha256))
+    trained_on = manifest.provenance.data
+    if trained_on is not None:
+        yield _training_data(resolved, trained_on.path, trained_on.md5)
     if not files:
-        yield CheckResult("integrity", "skip", detail="no files with hashes")
+        if trained_on is None:
+            yield CheckResult("integrity", "skip", detail="no files with hashes")
         return
     for field, path, sha in files:
         try:
@@ -173,6 +177,22 @@ def _integrity(manifest: Manifest, resolved: Resolved) -> Iterator[CheckResult]:
                                      f"`{field}.sha256`; restore it or record the new hash")
         else:
             yield CheckResult(f"integrity:{field}", "pass", value=f"sha256 {sha[:12]}…")
+
+
+def _training_data(resolved: Resolved, path: str, md5: str) -> CheckResult:
+    """The training data DVC tracks: verified when present (after `dvc pull` or a pipeline
+    run), reported as skipped otherwise — the module does not need it to run."""
+    target = (resolved.repo.root / path).resolve()
+    if resolved.repo.root.resolve() not in target.parents or not target.is_file():
+        return CheckResult("integrity:provenance.data", "skip",
+                           detail=f"{path} is not in this checkout (`dvc pull` fetches it)")
+    actual = hashlib.md5(target.read_bytes(), usedforsecurity=False).hexdigest()
+    if actual != md5:
+        return CheckResult("integrity:provenance.data", "fail", value=f"md5 {actual[:12]}…",
+                           budget=f"md5 {md5[:12]}…",
+                           detail=f"{path}: not the data the module was trained on; restore "
+                                  "it (`dvc checkout`) or retrain")
+    return CheckResult("integrity:provenance.data", "pass", value=f"md5 {md5[:12]}…")
 
 
 def _parents(reg: Registry, manifest: Manifest) -> Iterator[CheckResult]:

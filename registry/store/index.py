@@ -2,8 +2,21 @@
 
 It is rebuilt from git whenever the tags or HEAD change (a fingerprint of the
 refs is stored beside it), and only new tags are read. Deleting it loses
-nothing. SQLite by default (`.registry/index.sqlite`); any SQLAlchemy URL (e.g.
-PostgreSQL) through `REGISTRY_INDEX_URL`.
+nothing. SQLite by default (`.registry/index.sqlite`); any SQLAlchemy URL
+through `REGISTRY_INDEX_URL`, e.g. PostgreSQL
+(`postgresql+psycopg://user:pass@host:5432/db`).
+
+One database may hold the index of several repositories (a PostgreSQL shared
+by servers of different registries): every row carries the repository's key
+(`repo`: a hash of its absolute path, or of `REGISTRY_INDEX_KEY` when set), so
+repositories never see or clobber each other's rows. Tables are prefixed
+`registry_` so that they can live beside other applications' tables.
+
+Concurrency: a refresh runs in one transaction, under a file lock beside the
+repository and, on PostgreSQL, a transaction-scoped advisory lock per
+repository (processes on other hosts sharing the database queue there too).
+Readers read versions and stages in one statement, so they see the index
+either before or after a refresh, never half of it.
 
 Example:
     >>> index = Index.for_repo(GitRepo(root))
@@ -13,19 +26,33 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from registry.errors import RegistryError
 from registry.reference import Version
 from registry.store.git import GitRepo, StageTag, VersionTag
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
 __all__ = ["Index", "IndexRow"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+TABLE_PREFIX = "registry_"
+# PostgreSQL advisory lock guarding CREATE TABLE (shared by every repository).
+_DDL_LOCK = int.from_bytes(hashlib.sha256(b"registry-index-ddl").digest()[:8], "big",
+                           signed=True)
+
+_ENGINES: dict[str, sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -49,20 +76,29 @@ class IndexRow:
 
 
 class Index:
-    """SQL tables `versions`, `stages`, `meta`, refreshed from git on demand."""
+    """SQL tables `registry_versions`, `registry_stages`, `registry_meta`, refreshed from git.
 
-    def __init__(self, repo: GitRepo, url: str, *, lock_path: Path) -> None:
+    `key` names this repository's rows (default: its absolute path); the
+    tables may hold other repositories' rows too.
+    """
+
+    def __init__(self, repo: GitRepo, url: str, *, lock_path: Path,
+                 key: str | None = None) -> None:
         import sqlalchemy as sa
 
         self.repo = repo
         self.url = url
         self.lock_path = lock_path
-        self.engine = sa.create_engine(url)
-        if url.startswith("sqlite"):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.key = key or str(Path(repo.root).resolve())
+        self.repo_id = hashlib.sha256(self.key.encode()).hexdigest()[:32]
+        self.engine = _engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._lock_id = int.from_bytes(bytes.fromhex(self.repo_id[:16]), "big", signed=True)
+        self._tables_ready = False
         meta = sa.MetaData()
         self.versions_t = sa.Table(
-            "versions", meta,
+            f"{TABLE_PREFIX}versions", meta,
+            sa.Column("repo", sa.String(32), primary_key=True),
             sa.Column("name", sa.String(64), primary_key=True),
             sa.Column("version", sa.String(64), primary_key=True),
             sa.Column("kind", sa.String(16), nullable=False),
@@ -71,17 +107,19 @@ class Index:
             sa.Column("tag_sha", sa.String(64), nullable=False),
             sa.Column("commit", sa.String(64), nullable=False),
             sa.Column("created", sa.String(40), nullable=False),
-            sa.Column("manifest", sa.Text, nullable=False),
+            sa.Column("manifest", sa.Text, nullable=False),  # JSON text, on every backend
         )
         self.stages_t = sa.Table(
-            "stages", meta,
+            f"{TABLE_PREFIX}stages", meta,
+            sa.Column("repo", sa.String(32), primary_key=True),
             sa.Column("name", sa.String(64), primary_key=True),
             sa.Column("stage", sa.String(64), primary_key=True),
             sa.Column("version", sa.String(64), nullable=False),
             sa.Column("number", sa.Integer, nullable=False),
         )
         self.meta_t = sa.Table(
-            "meta", meta,
+            f"{TABLE_PREFIX}meta", meta,
+            sa.Column("repo", sa.String(32), primary_key=True),
             sa.Column("key", sa.String(64), primary_key=True),
             sa.Column("value", sa.Text, nullable=False),
         )
@@ -92,109 +130,185 @@ class Index:
         cache = repo.root / ".registry"
         cache.mkdir(exist_ok=True)
         url = os.environ.get("REGISTRY_INDEX_URL") or f"sqlite:///{cache / 'index.sqlite'}"
-        return cls(repo, url, lock_path=cache / "index.lock")
+        return cls(repo, url, lock_path=cache / "index.lock",
+                   key=os.environ.get("REGISTRY_INDEX_KEY") or None)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password hidden (for messages)."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def refresh(self, *, force: bool = False) -> bool:
         """Bring the cache up to date with git; returns True when anything was rebuilt."""
         from filelock import FileLock
 
-        fingerprint = self.repo.fingerprint()
-        if not force and self._stored_fingerprint() == f"{SCHEMA_VERSION}:{fingerprint}":
+        fingerprint = self._fingerprint()
+        if not force and self._stored_fingerprint() == fingerprint:
             return False
-        with FileLock(str(self.lock_path), timeout=120):
-            fingerprint = self.repo.fingerprint()
-            if not force and self._stored_fingerprint() == f"{SCHEMA_VERSION}:{fingerprint}":
-                return False
-            self._rebuild(fingerprint, force=force)
+        with FileLock(str(self.lock_path), timeout=120), self._errors():
+            self._ensure_tables()
+            with self.engine.begin() as conn:
+                if self.is_postgres:  # other hosts sharing the database queue here
+                    conn.execute(_advisory_xact_lock(self._lock_id))
+                fingerprint = self._fingerprint()
+                if not force and self._stored_fingerprint(conn) == fingerprint:
+                    return False
+                self._rebuild(conn, fingerprint, force=force)
         return True
 
-    def _stored_fingerprint(self) -> str | None:
+    def _fingerprint(self) -> str:
+        return f"{SCHEMA_VERSION}:{self.repo.fingerprint()}"
+
+    def _stored_fingerprint(self, conn: sa.Connection | None = None) -> str | None:
         import sqlalchemy as sa
 
+        query = sa.select(self.meta_t.c.value).where(
+            (self.meta_t.c.repo == self.repo_id) & (self.meta_t.c.key == "fingerprint"))
+        if conn is not None:
+            return conn.execute(query).scalar()
         try:
-            with self.engine.connect() as conn:
-                return conn.execute(sa.select(self.meta_t.c.value)
-                                    .where(self.meta_t.c.key == "fingerprint")).scalar()
-        except sa.exc.OperationalError:
-            return None
-        except sa.exc.ProgrammingError:
-            return None
+            with self.engine.connect() as fresh:
+                return fresh.execute(query).scalar()
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            return None  # no tables yet (or no server: refresh says so)
 
-    def _rebuild(self, fingerprint: str, *, force: bool) -> None:
+    def _ensure_tables(self) -> None:
+        if self._tables_ready:
+            return
+        with self.engine.begin() as conn:
+            if self.is_postgres:  # concurrent CREATE TABLEs collide in the catalog
+                conn.execute(_advisory_xact_lock(_DDL_LOCK))
+            self.metadata.create_all(conn)
+        self._tables_ready = True
+
+    def _rebuild(self, conn: sa.Connection, fingerprint: str, *, force: bool) -> None:
         import sqlalchemy as sa
 
         from registry.spec import parse_manifest
 
-        self.metadata.create_all(self.engine)
+        v, s, m = self.versions_t, self.stages_t, self.meta_t
+        mine = self.repo_id
         tags = self.repo.tags()
         version_tags = self.repo.version_tags(tags)
-        with self.engine.begin() as conn:
-            if force:
-                conn.execute(self.versions_t.delete())
-            known = {(r.name, r.version): r.tag_sha for r in conn.execute(
-                sa.select(self.versions_t.c.name, self.versions_t.c.version,
-                          self.versions_t.c.tag_sha))}
-            current = {(t.module, t.version): t for t in version_tags}
-            gone = [key for key, sha in known.items()
-                    if key not in current or current[key].tag.object_sha != sha]
-            for name, version in gone:
-                conn.execute(self.versions_t.delete().where(
-                    (self.versions_t.c.name == name) & (self.versions_t.c.version == version)))
-            fresh = [t for key, t in current.items() if key not in known or key in gone]
-            blobs = self.repo.read_files(
-                [f"{t.tag.commit}:modules/{t.module}/module.yaml" for t in fresh])
-            rows = []
-            for vtag, blob in zip(fresh, blobs, strict=True):
-                if blob is None:
-                    continue  # a tag whose commit lacks the manifest is not a version of ours
-                try:
-                    manifest = parse_manifest(blob.decode(), source=f"{vtag.tag.name}:module.yaml")
-                except Exception:
-                    continue
-                rows.append({"name": vtag.module, "version": vtag.version, "kind": manifest.kind,
-                             "summary": manifest.summary, "tag": vtag.tag.name,
-                             "tag_sha": vtag.tag.object_sha, "commit": vtag.tag.commit,
-                             "created": vtag.tag.created,
-                             "manifest": json.dumps(manifest.to_dict())})
-            if rows:
-                conn.execute(self.versions_t.insert(), rows)
-            conn.execute(self.stages_t.delete())
-            stage_rows = _current_stages(self.repo.stage_tags(tags), version_tags)
-            if stage_rows:
-                conn.execute(self.stages_t.insert(), stage_rows)
-            conn.execute(self.meta_t.delete().where(self.meta_t.c.key == "fingerprint"))
-            conn.execute(self.meta_t.insert(), [{"key": "fingerprint",
-                                                 "value": f"{SCHEMA_VERSION}:{fingerprint}"}])
+        if force:
+            conn.execute(v.delete().where(v.c.repo == mine))
+        known = {(r.name, r.version): r.tag_sha for r in conn.execute(
+            sa.select(v.c.name, v.c.version, v.c.tag_sha).where(v.c.repo == mine))}
+        current = {(t.module, t.version): t for t in version_tags}
+        gone = [key for key, sha in known.items()
+                if key not in current or current[key].tag.object_sha != sha]
+        for name, version in gone:
+            conn.execute(v.delete().where(
+                (v.c.repo == mine) & (v.c.name == name) & (v.c.version == version)))
+        fresh = [t for key, t in current.items() if key not in known or key in gone]
+        blobs = self.repo.read_files(
+            [f"{t.tag.commit}:modules/{t.module}/module.yaml" for t in fresh])
+        rows = []
+        for vtag, blob in zip(fresh, blobs, strict=True):
+            if blob is None:
+                continue  # a tag whose commit lacks the manifest is not a version of ours
+            try:
+                manifest = parse_manifest(blob.decode(), source=f"{vtag.tag.name}:module.yaml")
+            except Exception:
+                continue
+            rows.append({"repo": mine, "name": vtag.module, "version": vtag.version,
+                         "kind": manifest.kind, "summary": manifest.summary,
+                         "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
+                         "commit": vtag.tag.commit, "created": vtag.tag.created,
+                         "manifest": json.dumps(manifest.to_dict())})
+        if rows:
+            conn.execute(v.insert(), rows)
+        conn.execute(s.delete().where(s.c.repo == mine))
+        stage_rows = _current_stages(self.repo.stage_tags(tags), version_tags)
+        if stage_rows:
+            conn.execute(s.insert(), [{"repo": mine, **row} for row in stage_rows])
+        conn.execute(m.delete().where((m.c.repo == mine) & m.c.key.in_(["fingerprint", "root"])))
+        conn.execute(m.insert(), [{"repo": mine, "key": "fingerprint", "value": fingerprint},
+                                  {"repo": mine, "key": "root", "value": self.key}])
 
     def versions(self, name: str | None = None, *, kind: str | None = None) -> list[IndexRow]:
+        """Registered versions (with the stages they hold), ordered by name."""
         import sqlalchemy as sa
 
         self.refresh()
-        query = sa.select(self.versions_t)
+        v, s = self.versions_t, self.stages_t
+        # One statement, so one snapshot: a concurrent refresh is seen whole or not at all.
+        joined = v.outerjoin(s, (s.c.repo == v.c.repo) & (s.c.name == v.c.name)
+                             & (s.c.version == v.c.version))
+        query = sa.select(v, s.c.stage).select_from(joined).where(v.c.repo == self.repo_id)
         if name is not None:
-            query = query.where(self.versions_t.c.name == name)
+            query = query.where(v.c.name == name)
         if kind is not None:
-            query = query.where(self.versions_t.c.kind == kind)
-        stages = self.stages()
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(self.versions_t.c.name)).mappings().all()
-        return [_row(r, stages) for r in rows]
+            query = query.where(v.c.kind == kind)
+        with self._errors(), self.engine.connect() as conn:
+            result = conn.execute(query.order_by(v.c.name, v.c.version)).mappings().all()
+        found: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+        for r in result:
+            _, held = found.setdefault((r["name"], r["version"]), (r, []))
+            if r["stage"] is not None:
+                held.append(r["stage"])
+        return [_row(r, held) for r, held in found.values()]
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""
         import sqlalchemy as sa
 
-        query = sa.select(self.stages_t)
+        s = self.stages_t
+        query = sa.select(s.c.name, s.c.stage, s.c.version).where(s.c.repo == self.repo_id)
         if name is not None:
-            query = query.where(self.stages_t.c.name == name)
-        with self.engine.connect() as conn:
+            query = query.where(s.c.name == name)
+        with self._errors(), self.engine.connect() as conn:
             return {(r.name, r.stage): r.version for r in conn.execute(query)}
 
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A database that cannot be reached is one line naming it, not a driver stack."""
+        import sqlalchemy as sa
 
-def _row(r: Any, stages: dict[tuple[str, str], str]) -> IndexRow:
-    held = tuple(sorted(s for (n, s), v in stages.items() if n == r.name and v == r.version))
-    return IndexRow(r.name, r.version, r.kind, r.summary, r.tag, r.commit, r.created,
-                    json.loads(r.manifest), held)
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            reason = lines[0] if lines else type(exc).__name__
+            raise RegistryError(
+                f"the index database {self.safe_url} cannot be used ({reason}); check that it "
+                "is running and that REGISTRY_INDEX_URL is right (unset it for the local "
+                "SQLite index)") from exc
+
+
+def _engine(url: str) -> sa.Engine:
+    """An engine; for server databases one shared pool per URL and process."""
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite"):
+        # A file per repository, which tests delete: no pooled handle may outlive it.
+        engine = sa.create_engine(url)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    with _ENGINES_LOCK:
+        shared = _ENGINES.get(url)
+        if shared is None:
+            shared = _ENGINES[url] = sa.create_engine(url, pool_pre_ping=True)
+        return shared
+
+
+def dispose_engines() -> None:
+    """Close the shared pools (tests that drop databases; forked workers)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def _advisory_xact_lock(key: int) -> sa.Select[Any]:
+    import sqlalchemy as sa
+
+    return sa.select(sa.func.pg_advisory_xact_lock(key))
+
+
+def _row(r: Any, held: list[str]) -> IndexRow:
+    return IndexRow(r["name"], r["version"], r["kind"], r["summary"], r["tag"], r["commit"],
+                    r["created"], json.loads(r["manifest"]), tuple(sorted(held)))
 
 
 def _current_stages(stage_tags: Sequence[StageTag],
