@@ -68,27 +68,16 @@ class Registry:
 
     def _compose(self, spec: ComposeSpec, *, source: str,
                  weights: tuple[bytes, str, str] | None = None) -> ComposedModule:
-        from registry.compose.graph import build_plan
-        from registry.compose.module import ComposedModule
+        from registry.compose.module import assemble
 
-        resolved: dict[str, Resolved] = {}
-
-        def resolve(ref: str) -> tuple[Manifest, str]:
+        def resolve(ref: str) -> tuple[Manifest, str, Resolved]:
             found = self.store.resolve(ref)
             name = found.manifest.name
             exact = found.manifest.ref if found.commit is not None else f"{name}@workspace"
-            resolved[exact] = found
-            return found.manifest, exact
+            return found.manifest, exact, found
 
-        plan = build_plan(spec, resolve=resolve, source=source)
-        modules = {node: self._build(resolved[exact]) for node, exact in plan.pinned.items()}
-        composed = ComposedModule(plan, modules)
-        if weights is not None:
-            from registry.nn.weights import load_weights
-
-            data, sha, where = weights
-            load_weights(composed, data, sha256=sha, where=where)
-        return composed
+        return assemble(spec, source=source, resolve=resolve, build=self._build,
+                        weights=weights)
 
     def train(self, spec: ComposeSpec | ComposedModule | str | Path, data: Mapping[str, Any], *,
               target: str = "outputs", run_name: str | None = None,

@@ -198,3 +198,29 @@ def _with_training(module: PortModule, train: bool | str | None) -> PortModule:
         return module
     module.requires_grad_(train is not False)
     return module
+
+
+def assemble(spec: Any, *, source: str, resolve: Any, build: Any,
+             weights: tuple[bytes, str, str] | None = None) -> ComposedModule:
+    """Plan `spec` and build its network: `resolve(ref) -> (manifest, exact_ref, handle)`
+    finds each node's module, `build(handle)` makes its torch module. Shared by the
+    local registry and the remote client, which differ only in where files come from.
+    Trained weights (`data, sha256, where`) are verified and loaded last."""
+    from registry.compose.graph import build_plan
+
+    handles: dict[str, Any] = {}
+
+    def planned(ref: str) -> tuple[Any, str]:
+        manifest, exact, handle = resolve(ref)
+        handles[exact] = handle
+        return manifest, exact
+
+    plan = build_plan(spec, resolve=planned, source=source)
+    composed = ComposedModule(plan, {node: build(handles[exact])
+                                     for node, exact in plan.pinned.items()})
+    if weights is not None:
+        from registry.nn.weights import load_weights
+
+        data, sha, where = weights
+        load_weights(composed, data, sha256=sha, where=where)
+    return composed

@@ -376,25 +376,14 @@ class RemoteRegistry:
     def _compose(self, spec: Any, *, source: str,
                  weights: tuple[bytes, str, str] | None) -> ComposedModule:
         """As `Registry._compose`, with parents resolved and fetched from the server."""
-        from registry.compose.graph import build_plan
-        from registry.compose.module import ComposedModule
+        from registry.compose.module import assemble
 
-        parents: dict[str, RemoteResolved] = {}
-
-        def resolve(ref: str) -> tuple[Manifest, str]:
+        def resolve(ref: str) -> tuple[Manifest, str, RemoteResolved]:
             found = self.resolve(ref)
-            parents[found.exact] = found
-            return found.manifest, found.exact
+            return found.manifest, found.exact, found
 
-        plan = build_plan(spec, resolve=resolve, source=source)
-        modules = {node: self._build(parents[exact]) for node, exact in plan.pinned.items()}
-        composed = ComposedModule(plan, modules)
-        if weights is not None:
-            from registry.nn.weights import load_weights
-
-            data, sha, where = weights
-            load_weights(composed, data, sha256=sha, where=where)
-        return composed
+        return assemble(spec, source=source, resolve=resolve, build=self._build,
+                        weights=weights)
 
     # the cache -----------------------------------------------------------------
 
