@@ -173,7 +173,8 @@ def test_provenance_links_teacher_commit_and_mlflow_run(site):
     git_info = resolved.manifest.provenance.git
     assert git_info is not None and git_info.commit is not None and git_info.commit in page
     net = client.get("/modules/drag-net").text
-    assert "ecaa86ddf7ac4f68ba63af1b35814dc5" in net  # its MLflow run id
+    run = reg.resolve("drag-net").manifest.provenance.mlflow
+    assert run is not None and run.run_id in net  # its MLflow run id
     assert "data/drag/train.npz" in net
 
 
