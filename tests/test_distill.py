@@ -76,6 +76,11 @@ def test_rational_fit_finds_relativistic_velocity_addition_with_few_terms() -> N
 def test_rational_fit_declines_what_it_cannot_fit() -> None:
     x = RNG.uniform(0.1, 3, 400)
     assert rational({"x": x}, np.exp(x), tolerance=1e-9) is None
+    # At a network's noise level a dense Padé approximant would fit a Gaussian: refused.
+    theta = np.random.default_rng(3).uniform(1, 3, 400)
+    gauss = np.exp(-theta**2 / 2) / np.sqrt(2 * np.pi)  # Feynman I.6.2a over its range
+    assert rational({"theta": theta}, gauss, tolerance=3e-3, max_terms=9) is not None
+    assert rational({"theta": theta}, gauss, tolerance=3e-3) is None
 
 
 def test_scaled_power_law_survives_absolute_noise() -> None:

@@ -120,13 +120,14 @@ def polynomial(variables: Mapping[str, np.ndarray], y: np.ndarray, *,
 
 
 def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int = 2,
-             tolerance: float = 1e-6) -> QuickFit | None:
+             tolerance: float = 1e-6, max_terms: int = 4) -> QuickFit | None:
     """y = P(x)/Q(x), P and Q polynomials up to `degree`, Q's constant term 1.
 
     Linear in the coefficients once multiplied out: y·Q(x) = P(x), so
     y = P(x) − y·(Q(x) − 1) is solved by least squares. Terms are then pruned
     greedily (the smallest contribution first) while the fit stays within
-    `tolerance`, so `(u + v)/(1 + u·v)` comes out with four terms, not twenty.
+    `tolerance`, so `(u + v)/(1 + u·v)` comes out with three terms, not twenty; a fit
+    that still needs more than `max_terms` is declined.
     """
     names = list(variables)
     if not names or len(names) > 4:
@@ -174,6 +175,11 @@ def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int 
             break
     if not any(terms[i][0] for i in active):
         return None  # a plain polynomial: `polynomial` states it more simply
+    if len(active) > max_terms:
+        # A dense ratio of polynomials approximates any smooth curve to a network's
+        # noise level (a Padé approximant of a Gaussian): that is not a law, and
+        # accepting it would stop the search that finds the real one.
+        return None
 
     def build(denominator: bool) -> sympy.Expr:
         return sympy.Add(*(sympy.Float(c) * sympy.Mul(*(symbol(n) for n in terms[i][1]))
