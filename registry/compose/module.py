@@ -224,3 +224,23 @@ def assemble(spec: Any, *, source: str, resolve: Any, build: Any,
         data, sha, where = weights
         load_weights(composed, data, sha256=sha, where=where)
     return composed
+
+
+def load_composite(resolved: Any, *, compose: Any) -> ComposedModule:
+    """Rebuild a registered composite from its folder: the pinned compose spec and the
+    trained weights (verified), in eval mode. `resolved` reads the folder's files
+    (`.read`, `.where`); `compose(spec, source=, weights=)` plans and builds it."""
+    import yaml
+
+    from registry.compose.spec import parse_spec
+
+    manifest = resolved.manifest
+    assert manifest.composition is not None
+    where = resolved.where(manifest.composition.spec)
+    spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)), source=where)
+    weights = manifest.composition.weights
+    blob = None if weights is None else (resolved.read(weights.path), weights.sha256,
+                                         resolved.where(weights.path))
+    composed: ComposedModule = compose(spec, source=where, weights=blob)
+    composed.eval()  # safe: nn.Module.eval switches off training mode
+    return composed

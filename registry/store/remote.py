@@ -359,19 +359,9 @@ class RemoteRegistry:
         manifest = resolved.manifest
         if manifest.kind != "composite":
             return build_module(resolved)  # type: ignore[arg-type]
-        import yaml
+        from registry.compose.module import load_composite
 
-        from registry.compose.spec import parse_spec
-
-        assert manifest.composition is not None
-        where = resolved.where(manifest.composition.spec)
-        spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)), source=where)
-        weights = manifest.composition.weights
-        blob = None if weights is None else (resolved.read(weights.path), weights.sha256,
-                                             resolved.where(weights.path))
-        composed = self._compose(spec, source=where, weights=blob)
-        composed.eval()  # safe: nn.Module.eval switches off training mode
-        return composed
+        return load_composite(resolved, compose=self._compose)
 
     def _compose(self, spec: Any, *, source: str,
                  weights: tuple[bytes, str, str] | None) -> ComposedModule:
