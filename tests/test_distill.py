@@ -15,8 +15,8 @@ import torch
 from registry.distill import distill, pareto_front
 from registry.distill.dimensions import alternative_reductions, reduce_dimensions
 from registry.distill.engine import Candidate, evaluate
-from registry.distill.quick import power_law, power_law_scaled, rational
-from registry.distill.search import search, to_sympy
+from registry.distill.quick import library, power_law, power_law_scaled, rational
+from registry.distill.search import search, search_many, to_sympy
 from registry.distill.structure import irrelevant_inputs, separable, translation_pairs
 from registry.expr import parse_expression, symbol
 
@@ -133,6 +133,69 @@ def test_search_keeps_shifted_building_blocks() -> None:
     assert hits[-1].nrmse < 1e-12
     assert to_sympy(hits[-1].tree) == 1 / (symbol("x") - 1)
     assert hits[-1].a == pytest.approx(3.0)
+
+
+def test_search_keeps_scaled_and_negated_building_blocks() -> None:
+    """`2π·g` fits like `g`, but `sin(2π·g)` does not fit like `sin(g)`: a scaled
+    copy is a different building block (ħ = h/2π puts 2π inside many laws)."""
+    g = RNG.uniform(0.5, 4.0, 200)
+    hits = search({"g": g}, np.sin(2 * math.pi * g) ** 2, deadline=time.monotonic() + 10,
+                  tolerance=1e-12)
+    assert hits[-1].nrmse < 1e-12
+    assert to_sympy(hits[-1].tree) == sympy.sin(2 * sympy.pi * symbol("g")) ** 2
+
+
+def test_one_enumeration_scores_several_targets() -> None:
+    """√(1 + r² − 2r·cos θ) is deep, its square shallow: `search_many` scores each
+    expression against y and y² in one pass, and finds the law through y²."""
+    r, d = RNG.uniform(0.2, 3.0, 200), RNG.uniform(-2.0, 2.0, 200)
+    y = np.sqrt(1 + r**2 - 2 * r * np.cos(d))
+    plain, squared = search_many({"r": r, "d": d}, [(y, None), (y**2, None)],
+                                 deadline=time.monotonic() + 60, tolerance=1e-12,
+                                 max_complexity=8)
+    assert squared[-1].nrmse < 1e-12 and plain[-1].nrmse > 1e-3
+    rr, dd = symbol("r"), symbol("d")
+    assert sympy.simplify(squared[-1].expr - (1 + rr**2 - 2 * rr * sympy.cos(dd))) == 0
+
+
+def test_library_fit_finds_a_sparse_sum_of_products() -> None:
+    """Interference, I₁ + I₂ + 2√(I₁I₂)·cos δ over I₁: three library terms."""
+    r, d = RNG.uniform(0.2, 3.0, 1000), RNG.uniform(0.0, 5.0, 1000)
+    fit = library({"r": r, "d": d}, 1 + r + 2 * np.sqrt(r) * np.cos(d), tolerance=1e-9)
+    assert fit is not None and fit.nrmse < 1e-12
+    rr, dd = symbol("r"), symbol("d")
+    assert sympy.nsimplify(fit.expr, tolerance=1e-9, rational=True) == \
+        1 + rr + 2 * sympy.sqrt(rr) * sympy.cos(dd)
+    noise = np.random.default_rng(1).normal(size=1000)
+    assert library({"r": r, "d": d}, noise, tolerance=1e-3) is None
+
+
+def test_a_square_root_law_is_found_through_its_square() -> None:
+    """III.10.19, E = μ·√(Bx² + By² + Bz²): after Π reduction a polynomial, once squared."""
+    result = distill(columns(lambda mom, bx, by, bz: mom * torch.sqrt(bx**2 + by**2 + bz**2)),
+                     inputs={"mom": ("A m^2", (1.0, 5.0)), "Bx": ("T", (1.0, 5.0)),
+                             "By": ("T", (1.0, 5.0)), "Bz": ("T", (1.0, 5.0))},
+                     outputs={"E": "J"}, budget_s=20, double=True)
+    assert result.found, result.message
+    mom, bx, by, bz = (symbol(n) for n in ("mom", "Bx", "By", "Bz"))
+    found = result.chosen["E"].expr
+    assert sympy.simplify(found**2 - mom**2 * (bx**2 + by**2 + bz**2)) == 0
+
+
+def test_a_dense_fit_within_a_noisy_teachers_error_does_not_stop_the_search() -> None:
+    """A network's error lets a four-term rational function fit `m₀/√(1 − v²/c²)` within
+    the tolerance; the search must still run and the law, simpler, be chosen."""
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        m0, v, c = x.double().unbind(-1)
+        exact = m0 / torch.sqrt(1 - v**2 / c**2)
+        return (exact * (1 + 2e-3 * torch.sin(37 * v + 11 * c + 5 * m0))).reshape(-1, 1)
+
+    result = distill(noisy, inputs={"m_0": ("kg", (1.0, 5.0)), "v": ("m/s", (1.0, 2.0)),
+                                    "c": ("m/s", (3.0, 10.0))},
+                     outputs={"m": "kg"}, budget_s=20, tolerance=5e-3)
+    assert result.found, result.message
+    m0, v, c = (symbol(n) for n in ("m_0", "v", "c"))
+    assert sympy.simplify(result.chosen["m"].expr - m0 / sympy.sqrt(1 - v**2 / c**2)) == 0
 
 
 def test_a_distance_is_found_through_its_absolute_prefactor() -> None:

@@ -22,10 +22,11 @@ import numpy as np
 import sympy
 
 from registry.distill.dimensions import alternative_reductions, reduce_dimensions
+from registry.distill.quick import library as fit_library
 from registry.distill.quick import polynomial as fit_polynomial
 from registry.distill.quick import power_law, power_law_scaled, snap_fraction
 from registry.distill.quick import rational as fit_rational
-from registry.distill.search import search
+from registry.distill.search import search_many
 from registry.distill.structure import (
     Teacher,
     irrelevant_inputs,
@@ -86,7 +87,11 @@ def evaluate(expr: sympy.Expr, x: Mapping[str, np.ndarray]) -> np.ndarray:
 
     env = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in x.items()}
     with torch.no_grad(), np.errstate(all="ignore"):
-        value = compile_expression(expr)(env)
+        try:
+            value = compile_expression(expr)(env)
+        except (TypeError, ValueError, RegistryError):
+            # Not a real function (√ of a negative constant after snapping, say): unusable.
+            return np.full(len(next(iter(x.values()))), np.nan)
         return as_tensor(value, env).numpy().astype(np.float64)
 
 
@@ -96,6 +101,31 @@ def nrmse(predicted: np.ndarray, y: np.ndarray) -> float:
             return math.inf
         spread = float(np.std(y)) or float(np.abs(y).mean()) or 1.0
         return float(np.sqrt(np.mean((predicted - y) ** 2))) / spread
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """A change of target, t → T(t), that can make f shallow (`√(1 + a² + b²)` is a
+    polynomial once squared, `1/(eˣ − 1)` a shifted exponential once inverted)."""
+
+    name: str
+    forward: Callable[[np.ndarray], np.ndarray]
+    back: Callable[[sympy.Expr, float], sympy.Expr]  # (fit of T(t), sign of t) → t
+
+
+def _transforms(t: np.ndarray) -> list[_Transform]:
+    """The transforms that apply to target values `t` (one-signed ones for most)."""
+    one_signed = bool(np.all(t > 0) or np.all(t < 0))
+    out = [_Transform("square", np.square, lambda e, s: s * sympy.sqrt(e))] if one_signed else []
+    if one_signed:
+        out += [
+            _Transform("inverse", np.reciprocal, lambda e, s: 1 / e),
+            _Transform("sqrt", lambda v: np.sqrt(np.abs(v)), lambda e, s: s * e**2),
+            _Transform("log", lambda v: np.log(np.abs(v)), lambda e, s: s * sympy.exp(e)),
+            _Transform("inverse square", lambda v: 1 / np.square(v),
+                       lambda e, s: s / sympy.sqrt(e)),
+        ]
+    return out
 
 
 def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
@@ -232,32 +262,91 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
     fit = fit_polynomial(values, target, degree=3 if len(names) <= 2 else 2)
     if fit is not None:
         record(fit.expr, "polynomial")
-        if fit.nrmse < p.tolerance:
+        if fit.nrmse < p.tolerance and _sparse(fit.expr):
             return
     fit = fit_rational(values, target, degree=2, tolerance=p.tolerance)
     if fit is not None:
         record(fit.expr, "rational")
+        if _sparse(fit.expr):
+            return
+    fit = fit_library(values, target, tolerance=p.tolerance)
+    if fit is not None:
+        record(fit.expr, "library")
+        if _sparse(fit.expr):
+            return
+    # The same solvers on transforms of the target: f² may be a polynomial, 1/f a
+    # rational function, log f a sparse sum (a Gaussian). The transformed fit must be
+    # tighter than the tolerance, as the inverse transform can stretch its error.
+    sign = 1.0 if np.all(target > 0) else -1.0
+    for transform in _transforms(target):
+        if time.monotonic() > p.deadline:
+            return
+        with np.errstate(all="ignore"):
+            t = transform.forward(target)
+        if not np.all(np.isfinite(t)):
+            continue
+        for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
+                              (lambda v, u: fit_rational(v, u, degree=2,
+                                                         tolerance=p.tolerance * 0.5), "rational"),
+                              (lambda v, u: fit_library(v, u, tolerance=p.tolerance * 0.5),
+                               "library")):
+            fit = solver(values, t)
+            if fit is not None and fit.nrmse < p.tolerance * 0.5 and _sparse(fit.expr, 4):
+                record(transform.back(fit.expr, sign), f"{label} of the {transform.name}")
+                break
+
+
+def _sparse(expr: sympy.Expr, floats: int = 2) -> bool:
+    """Few fitted constants: a law, not an approximation (a dense polynomial or Padé fit
+    reaches a network's noise level whatever the law is)."""
+    return len(expr.atoms(sympy.Float)) <= floats
 
 
 def _search_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
                     values: Mapping[str, np.ndarray], target: np.ndarray, pre: np.ndarray,
                     y: np.ndarray, *, budget: float) -> None:
-    """The expression search for f in y = prefactor · f(groups)."""
+    """The expression search for f in y = prefactor · f(groups): y itself (scaled by the
+    prefactor, robust to a teacher's absolute error) and transforms of y/prefactor."""
     names = list(groups)
     if not names:
         return
     subset = slice(0, SEARCH_SAMPLES)
-    hits = search({n: v[subset] for n, v in values.items()}, y[subset], scale=pre[subset],
-                  deadline=time.monotonic() + max(0.5, budget), tolerance=p.tolerance * 0.1)
-    for hit in hits[-4:]:
-        full = prefactor * hit.expr.xreplace({symbol(n): groups[n] for n in names})
-        p.found.append(Candidate(full, complexity_of(full), 0.0, "search"))
+    transforms = []
+    targets: list[tuple[np.ndarray, np.ndarray | None]] = [(y[subset], pre[subset])]
+    with np.errstate(all="ignore"):
+        for transform in _transforms(target):
+            t = transform.forward(target[subset])
+            if np.all(np.isfinite(t)):
+                transforms.append(transform)
+                targets.append((t, None))
+    found = search_many({n: v[subset] for n, v in values.items()}, targets,
+                        deadline=time.monotonic() + max(0.5, budget),
+                        tolerance=p.tolerance * 0.1)
+    sign = 1.0 if np.all(target > 0) else -1.0
+    inputs = {symbol(n): groups[n] for n in names}
+    for i, hits in enumerate(found):
+        # All hits within reach of the best: with a noisy teacher, a later hit may only
+        # fit the noise better than the law found before it.
+        floor = min((h.nrmse for h in hits), default=math.inf)
+        keep = [h for h in hits if h.nrmse <= max(10 * floor, p.tolerance)][-12:] or hits[-2:]
+        for hit in keep:
+            f = hit.expr if i == 0 else transforms[i - 1].back(hit.expr, sign)
+            full = prefactor * f.xreplace(inputs)
+            label = "search" if i == 0 else f"search on the {transforms[i - 1].name}"
+            p.found.append(Candidate(full, complexity_of(full), 0.0, label))
 
 
 def _good_enough(p: _Problem) -> bool:
+    """A law with few fitted constants fits within the tolerance: the search can stop."""
     test = sample(p.ranges, 200, p.rng)
     truth = p.teacher(test)
-    return any(nrmse(evaluate(c.expr, test), truth) < p.tolerance for c in p.found)
+    for c in p.found:
+        err = nrmse(evaluate(c.expr, test), truth)
+        # Four constants are a law only when they fit far below any noise (exactly).
+        if (_sparse(c.expr) and err < p.tolerance) or (_sparse(c.expr, 4)
+                                                       and err < p.tolerance * 0.01):
+            return True
+    return False
 
 
 def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.ndarray) -> None:

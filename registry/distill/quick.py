@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,7 +19,7 @@ import sympy
 
 from registry.expr import symbol
 
-__all__ = ["QuickFit", "polynomial", "power_law", "rational", "snap_fraction"]
+__all__ = ["QuickFit", "library", "polynomial", "power_law", "rational", "snap_fraction"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,88 @@ def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int 
 
     expr = build(False) / (1 + build(True))
     return QuickFit(expr, err, sum(1 + 2 * len(terms[i][1]) for i in active) + 2)
+
+
+BEAM = 12  # partial term sets kept, and terms tried on each, per step of the library fit
+
+
+def _library_features(name: str, v: np.ndarray) -> list[tuple[sympy.Expr, np.ndarray]]:
+    """Unary features of one variable for the sparse library fit."""
+    x = symbol(name)
+    out: list[tuple[sympy.Expr, np.ndarray]] = [(x, v), (x**2, v * v)]
+    if np.all(v != 0):
+        out += [(1 / x, 1 / v), (x**-2, 1 / (v * v))]
+    if np.all(v > 0):
+        out += [(sympy.sqrt(x), np.sqrt(v)), (sympy.log(x), np.log(v))]
+    if np.abs(v).max() < 20:
+        out += [(sympy.exp(x), np.exp(v)), (sympy.exp(-x), np.exp(-v))]
+    out += [(sympy.sin(x), np.sin(v)), (sympy.cos(x), np.cos(v)),
+            (sympy.sin(x) ** 2, np.sin(v) ** 2), (sympy.cos(x) ** 2, np.cos(v) ** 2)]
+    return out
+
+
+def library(variables: Mapping[str, np.ndarray], y: np.ndarray, *, tolerance: float,
+            max_terms: int = 4) -> QuickFit | None:
+    """A sparse sum of library terms (SINDy-style): y ≈ c0 + Σ c_i·φ_i, each φ a unary
+    feature of one variable (x, x², 1/x, √x, log x, exp(±x), sin, cos, sin², cos²) or
+    a product of two features of different variables.
+
+    Terms are chosen by forward selection (the term that most lowers the residual after
+    a refit), at most `max_terms`; a fit that misses `tolerance` with that many is
+    declined: `1 + r + 2·√r·cos δ` has three terms, a noise fit has dozens.
+    """
+    names = list(variables)
+    if not names or len(names) > 4:
+        return None
+    unary = {n: _library_features(n, variables[n]) for n in names}
+    columns: list[tuple[sympy.Expr, np.ndarray]] = [f for n in names for f in unary[n]]
+    for a, b in itertools.combinations(names, 2):
+        columns += [(ea * eb, va * vb) for ea, va in unary[a] for eb, vb in unary[b]]
+    exprs = [e for e, _ in columns]
+    with np.errstate(all="ignore"):
+        design = np.stack([v for _, v in columns], axis=1)
+    ok = np.all(np.isfinite(design), axis=0) & (np.abs(design).max(axis=0) < 1e12)
+    design, exprs = design[:, ok], [e for e, k in zip(exprs, ok, strict=True) if k]
+    norms = np.linalg.norm(design - design.mean(axis=0), axis=0)
+    usable = norms > 1e-12
+    design, exprs = design[:, usable], [e for e, k in zip(exprs, usable, strict=True) if k]
+    if design.shape[1] == 0:
+        return None
+    centred = (design - design.mean(axis=0)) / norms[usable]
+    yc = y - y.mean()
+    # Orthogonal least squares with a small beam: each step adds, to each kept set, the
+    # term that most lowers its residual (exactly, after projecting out the set's terms).
+    beam: list[list[int]] = [[]]
+    best: tuple[float, np.ndarray, list[int]] | None = None
+    for _ in range(max_terms):
+        grown: dict[tuple[int, ...], float] = {}
+        for chosen in beam:
+            if chosen:
+                q, _ = np.linalg.qr(centred[:, chosen])
+                projected = centred - q @ (q.T @ centred)
+                residual = yc - q @ (q.T @ yc)
+            else:
+                projected, residual = centred, yc
+            power = np.einsum("ij,ij->j", projected, projected)
+            with np.errstate(all="ignore"):
+                gain = np.where(power > 1e-10, (projected.T @ residual) ** 2 / power, -1.0)
+            gain[chosen] = -1.0
+            rest = float(residual @ residual)
+            for j in np.argsort(gain)[-BEAM:]:
+                key = tuple(sorted([*chosen, int(j)]))
+                grown[key] = min(grown.get(key, math.inf), rest - float(gain[j]))
+        beam = [list(k) for k, _ in sorted(grown.items(), key=lambda kv: kv[1])[:BEAM]]
+        for chosen in beam:
+            design_active = np.column_stack([design[:, chosen], np.ones_like(y)])
+            full, *_ = np.linalg.lstsq(design_active, y, rcond=None)
+            err = _nrmse(design_active @ full, y)
+            if best is None or err < best[0]:
+                best = (err, full, chosen)
+        if best is not None and best[0] <= tolerance:
+            break
+    if best is None or best[0] > tolerance:
+        return None
+    err, coef, chosen = best
+    expr = sympy.Float(float(coef[-1])) + sympy.Add(
+        *(sympy.Float(float(c)) * exprs[j] for c, j in zip(coef[:-1], chosen, strict=True)))
+    return QuickFit(expr, err, 1 + sum(3 + 2 * len(exprs[j].args) for j in chosen))

@@ -1,11 +1,15 @@
 """Expression search: bottom-up enumeration with observational equivalence.
 
 Expressions are built by complexity (leaves 1; each op adds 1) from the
-variables, the constants 1, 2 and π, the safe grammar's operators and a few
+variables, the constants 1, 2, π and 2π, the safe grammar's operators and a few
 functions. Two expressions with the same values on the sample points are the
 same for the search, so only the first (simplest) is kept; this keeps levels
 small enough to go deep. Each new expression `e` is scored by the best linear
 fit `y ≈ a·e + b` (closed form), so outer constants cost nothing.
+
+Several targets can be scored in one enumeration (`targets`): the distiller
+passes transforms of its target (y², 1/y, √y, log y), so `√(1 + r² − 2r·cos θ)`
+is found as the shallow `r·(r − 2·cos θ)` fitting y².
 
 Example:
     >>> hits = search({"x": x}, y, deadline=time.monotonic() + 5)
@@ -18,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +30,7 @@ import sympy
 
 from registry.expr import symbol
 
-__all__ = ["Hit", "linear_fit", "search"]
+__all__ = ["Hit", "linear_fit", "search", "search_many"]
 
 Tree = tuple  # ("var", name) | ("const", value) | (op, child) | (op, left, right)
 
@@ -37,6 +41,7 @@ _UNARY = {
 }
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 _COMMUTATIVE = {"add", "mul"}
+_CONSTANTS = (1.0, 2.0, math.pi, 2 * math.pi)  # 2π: ħ = h/(2π) is everywhere in physics
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ def to_sympy(tree: Tree) -> sympy.Expr:
     if kind == "var":
         return symbol(tree[1])
     if kind == "const":
-        return sympy.pi if tree[1] == math.pi else sympy.Integer(int(tree[1]))
+        value = tree[1]
+        return (sympy.pi if value == math.pi else 2 * sympy.pi if value == 2 * math.pi
+                else sympy.Integer(int(value)))
     args = [to_sympy(t) for t in tree[1:]]
     unary = {"neg": lambda a: -a, "sqrt": sympy.sqrt, "exp": sympy.exp, "log": sympy.log,
              "sin": sympy.sin, "cos": sympy.cos, "inv": lambda a: 1 / a,
@@ -102,37 +109,89 @@ def _signature(values: np.ndarray) -> bytes:
 
 
 def _shape(values: np.ndarray) -> bytes:
-    """Key for building: only the scale is normalised away. `x - 1` is the same as `x`
-    for a linear fit but not inside `1/(x - 1)` or `sqrt(x**2 + 1)`, so it is kept as a
-    building block (2·x is not: any function of it is reached by refitting a)."""
+    """Key for building: the values themselves (to 9 significant digits). `x − 1`, `2·x`
+    and `−x` fit y alike linearly, but not inside `1/(x − 1)`, `sin(2·x)` or `exp(−x)`,
+    so each is kept as a building block."""
     norm = np.abs(values).max()
     if norm == 0 or not np.isfinite(norm):
         return b"zero"
-    return _key(values / norm)
+    return _key(values / norm, flip=False) + np.float64(float(f"{norm:.9g}")).tobytes()
 
 
-def _key(normalised: np.ndarray) -> bytes:
+def _key(normalised: np.ndarray, *, flip: bool = True) -> bytes:
     key = np.round(normalised, 9)
     key[key == 0] = 0.0  # -0.0 and 0.0 alike
-    if key[np.argmax(np.abs(key))] < 0:
+    if flip and key[np.argmax(np.abs(key))] < 0:
         key = -key
     return key.tobytes()
+
+
+class _Scorer:
+    """Least-squares fits `T ≈ a·e + b` (or `T ≈ s·(a·e + b)` for a scaled target) of one
+    candidate `e` against all targets at once."""
+
+    def __init__(self, targets: list[tuple[np.ndarray, np.ndarray | None]]) -> None:
+        self.targets = targets
+        self.plain = [i for i, (_, s) in enumerate(targets) if s is None]
+        if self.plain:
+            ys = np.stack([targets[i][0] for i in self.plain])
+            self.centred = ys - ys.mean(axis=1, keepdims=True)
+            self.energy = np.einsum("ij,ij->i", self.centred, self.centred)
+            self.spread = np.array([float(np.std(targets[i][0])) or 1.0 for i in self.plain])
+
+    def __call__(self, e: np.ndarray) -> list[tuple[float, float, float]]:
+        out: list[tuple[float, float, float]] = [(0.0, 0.0, math.inf)] * len(self.targets)
+        if self.plain:
+            de = e - e.mean()
+            var = float(de @ de)
+            if var > 1e-300 * len(e):
+                a = self.centred @ de / var
+                residual = np.maximum(self.energy - a * a * var, 0.0)
+                errs = np.sqrt(residual / len(e)) / self.spread
+            else:
+                a = np.zeros(len(self.plain))
+                errs = np.sqrt(self.energy / len(e)) / self.spread
+            for j, i in enumerate(self.plain):
+                if errs[j] < 1e-3:  # the shortcut loses digits near a perfect fit: redo
+                    out[i] = linear_fit(e, self.targets[i][0])
+                else:
+                    y = self.targets[i][0]
+                    out[i] = (float(a[j]), float(y.mean() - a[j] * e.mean()), float(errs[j]))
+        for i, (y, scale) in enumerate(self.targets):
+            if scale is not None:
+                out[i] = linear_fit(e, y, scale)
+        return out
 
 
 def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: float,
            scale: np.ndarray | None = None,
            max_complexity: int = 11, tolerance: float = 1e-9, level_cap: int = 40_000,
-           functions: tuple[str, ...] = tuple(_UNARY)) -> list[Hit]:
+           functions: tuple[str, ...] = tuple(_UNARY),
+           targets: list[tuple[np.ndarray, np.ndarray | None]] | None = None) -> list[Hit]:
     """Hits (the best fit at each complexity, improving), simplest first.
 
     Stops at the deadline, at `max_complexity`, or once a hit's nRMSE is below
-    `tolerance` (it is then last in the list).
+    `tolerance` (it is then last in the list). With `targets` (pairs of values and
+    scale or None), use `search_many`.
     """
+    return search_many(variables, [(y, scale), *(targets or [])], deadline=deadline,
+                       max_complexity=max_complexity, tolerance=tolerance,
+                       level_cap=level_cap, functions=functions)[0]
+
+
+def search_many(variables: Mapping[str, np.ndarray],
+                targets: list[tuple[np.ndarray, np.ndarray | None]], *, deadline: float,
+                max_complexity: int = 11, tolerance: float = 1e-9, level_cap: int = 40_000,
+                functions: tuple[str, ...] = tuple(_UNARY)) -> list[list[Hit]]:
+    """One enumeration scored against every target: the hits of each, simplest first.
+    Stops once any target is fitted within `tolerance`."""
     seen: set[bytes] = set()
     built: set[bytes] = set()
     levels: dict[int, list[tuple[Tree, np.ndarray]]] = {}
-    hits: list[Hit] = []
-    best = math.inf
+    hits: list[list[Hit]] = [[] for _ in targets]
+    best = [math.inf] * len(targets)
+    score = _Scorer(targets)
+    y = targets[0][0]
 
     counter = 0
 
@@ -140,7 +199,7 @@ def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: floa
         return time.monotonic() > deadline
 
     def consider(tree: Tree, values: np.ndarray, complexity: int, bucket: list) -> bool:
-        nonlocal best, counter
+        nonlocal counter
         counter += 1
         if counter % 512 == 0 and out_of_time():
             raise _OutOfTime
@@ -152,14 +211,16 @@ def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: floa
         built.add(shape)
         bucket.append((tree, values))
         key = _signature(values)
-        if key in seen:  # a shift of an expression already scored: fits y no better
+        if key in seen:  # a shift or scaling of an expression already scored: fits no better
             return False
         seen.add(key)
-        a, b, err = linear_fit(values, y, scale)
-        if err < best * 0.999:
-            best = err
-            hits.append(Hit(tree, complexity, a, b, err))
-        return err < tolerance
+        done = False
+        for i, (a, b, err) in enumerate(score(values)):
+            if err < best[i] * 0.999:
+                best[i] = err
+                hits[i].append(Hit(tree, complexity, a, b, err))
+                done = done or err < tolerance
+        return done
 
     with contextlib.suppress(_Found, _OutOfTime):
         _enumerate(variables, y, consider, levels, max_complexity, level_cap, functions,
@@ -187,34 +248,55 @@ def _enumerate(variables: Mapping[str, np.ndarray], y: np.ndarray, consider: obj
         for name, values in variables.items():
             take(("var", name), np.asarray(values, dtype=np.float64), 1, first)
         ones = np.ones_like(y)
-        for value in (1.0, 2.0, math.pi):  # constants: never scored alone, used inside trees
+        for value in _CONSTANTS:  # never scored alone, used inside trees
             first.append((("const", value), ones * value))
         levels[1] = first
         for complexity in range(2, max_complexity + 1):
             bucket: list[tuple[Tree, np.ndarray]] = []
-            for tree, values in levels[complexity - 1]:
-                if tree[0] == "const":
-                    continue
-                for op in functions:
-                    if op in ("neg",) and tree[0] == "neg":
+            # Each source (the functions of the level below; each split of the binary
+            # operators, leaf-sized operands first) gets an equal share of a capped
+            # level, then what the exhausted ones left: no source starves the others.
+            splits = sorted(((c, complexity - 1 - c) for c in range(1, complexity - 1)),
+                            key=lambda s: (min(s), -s[0]))
+            sources = [_unary(levels[complexity - 1], functions),
+                       *(_binary(levels.get(lc, []), levels.get(rc, []), lc < rc)
+                         for lc, rc in splits)]
+            share = level_cap // len(sources)
+            for round_cap in (share, level_cap):
+                for index, source in enumerate(sources):
+                    if source is None:
                         continue
-                    take((op, tree), _UNARY[op](values), complexity, bucket)
-                if len(bucket) > level_cap:
-                    break
-            for left_c in range(1, complexity - 1):
-                right_c = complexity - 1 - left_c
-                for lt, lv in levels.get(left_c, []):
-                    for rt, rv in levels.get(right_c, []):
-                        if lt[0] == "const" and rt[0] == "const":
-                            continue
-                        for op, fn in _BINARY.items():
-                            if op in _COMMUTATIVE and left_c > right_c:
-                                continue
-                            take((op, lt, rt), fn(lv, rv), complexity, bucket)
-                    if len(bucket) > level_cap:
-                        break
-                if len(bucket) > level_cap:
-                    break
+                    limit = len(bucket) + round_cap if round_cap == share else level_cap
+                    for tree, values in source:
+                        take(tree, values, complexity, bucket)
+                        if len(bucket) >= limit:
+                            break
+                    else:
+                        sources[index] = None
             levels[complexity] = bucket
             if out_of_time():  # type: ignore[operator]
                 return
+
+
+def _unary(level: list[tuple[Tree, np.ndarray]],
+           functions: tuple[str, ...]) -> Iterator[tuple[Tree, np.ndarray]]:
+    for tree, values in level:
+        if tree[0] == "const":
+            continue
+        for op in functions:
+            if op == "neg" and tree[0] == "neg":
+                continue
+            yield (op, tree), _UNARY[op](values)
+
+
+def _binary(left: list[tuple[Tree, np.ndarray]], right: list[tuple[Tree, np.ndarray]],
+            skip_commutative: bool) -> Iterator[tuple[Tree, np.ndarray]]:
+    """`left ∘ right`; commutative operators only once per pair of sizes."""
+    ops = [(op, fn) for op, fn in _BINARY.items()
+           if not (skip_commutative and op in _COMMUTATIVE)]
+    for lt, lv in left:
+        for rt, rv in right:
+            if lt[0] == "const" and rt[0] == "const":
+                continue
+            for op, fn in ops:
+                yield (op, lt, rt), fn(lv, rv)
