@@ -275,8 +275,8 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
         if _sparse(fit.expr):
             return
     # The same solvers on transforms of the target: f² may be a polynomial, 1/f a
-    # rational function, log f a sparse sum (a Gaussian). The transformed fit must be
-    # tighter than the tolerance, as the inverse transform can stretch its error.
+    # rational function, log f a sparse sum (a Gaussian). A fit is judged after the
+    # inverse transform, against the target itself.
     sign = 1.0 if np.all(target > 0) else -1.0
     for transform in _transforms(target):
         if time.monotonic() > p.deadline:
@@ -285,15 +285,31 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             t = transform.forward(target)
         if not np.all(np.isfinite(t)):
             continue
+        # The teacher's error, carried through the transform: how loose to fit there.
+        loose = p.tolerance * _stretch(transform, target)
         for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
-                              (lambda v, u: fit_rational(v, u, degree=2,
-                                                         tolerance=p.tolerance * 0.5), "rational"),
-                              (lambda v, u: fit_library(v, u, tolerance=p.tolerance * 0.5),
+                              (lambda v, u, tol=loose: fit_rational(v, u, degree=2,
+                                                                    tolerance=tol), "rational"),
+                              (lambda v, u, tol=loose: fit_library(v, u, tolerance=tol),
                                "library")):
             fit = solver(values, t)
-            if fit is not None and fit.nrmse < p.tolerance * 0.5 and _sparse(fit.expr, 4):
-                record(transform.back(fit.expr, sign), f"{label} of the {transform.name}")
+            if fit is None or fit.nrmse > loose or not _sparse(fit.expr, 4):
+                continue
+            law = transform.back(fit.expr, sign)
+            if nrmse(evaluate(law, values), target) < p.tolerance:
+                record(law, f"{label} of the {transform.name}")
                 break
+
+
+def _stretch(transform: _Transform, t: np.ndarray) -> float:
+    """How much the transform stretches a relative error of t: RMS of T'(t)·std(t) over
+    std(T(t)), T' by central differences."""
+    h = 1e-6
+    with np.errstate(all="ignore"):
+        derivative = (transform.forward(t * (1 + h)) - transform.forward(t * (1 - h))) / (2 * h * t)
+        spread = float(np.std(transform.forward(t)))
+        value = float(np.sqrt(np.mean(np.square(derivative)))) * float(np.std(t)) / spread
+    return value if np.isfinite(value) and value > 0 else 1.0
 
 
 def _sparse(expr: sympy.Expr, floats: int = 2) -> bool:
