@@ -22,9 +22,9 @@ import numpy as np
 import sympy
 
 from registry.distill.dimensions import alternative_reductions, reduce_dimensions
+from registry.distill.quick import QuickFit, power_law, power_law_scaled, snap_fraction
 from registry.distill.quick import library as fit_library
 from registry.distill.quick import polynomial as fit_polynomial
-from registry.distill.quick import power_law, power_law_scaled, snap_fraction
 from registry.distill.quick import rational as fit_rational
 from registry.distill.search import search_many
 from registry.distill.structure import (
@@ -114,18 +114,49 @@ class _Transform:
 
 
 def _transforms(t: np.ndarray) -> list[_Transform]:
-    """The transforms that apply to target values `t` (one-signed ones for most)."""
-    one_signed = bool(np.all(t > 0) or np.all(t < 0))
-    out = [_Transform("square", np.square, lambda e, s: s * sympy.sqrt(e))] if one_signed else []
-    if one_signed:
-        out += [
-            _Transform("inverse", np.reciprocal, lambda e, s: 1 / e),
-            _Transform("sqrt", lambda v: np.sqrt(np.abs(v)), lambda e, s: s * e**2),
-            _Transform("log", lambda v: np.log(np.abs(v)), lambda e, s: s * sympy.exp(e)),
-            _Transform("inverse square", lambda v: 1 / np.square(v),
-                       lambda e, s: s / sympy.sqrt(e)),
-        ]
-    return out
+    """The transforms that apply to target values `t` (one-signed ones only)."""
+    if not (np.all(t > 0) or np.all(t < 0)):
+        return []
+    return [
+        _Transform("square", np.square, lambda e, s: s * _root(e)),
+        _Transform("inverse", np.reciprocal, lambda e, s: _inverse(e)),
+        _Transform("sqrt", lambda v: np.sqrt(np.abs(v)), lambda e, s: s * _scaled(e, 2)),
+        _Transform("log", lambda v: np.log(np.abs(v)), lambda e, s: s * _exp(e)),
+        _Transform("inverse square", lambda v: 1 / np.square(v),
+                   lambda e, s: s * _inverse(_root(e))),
+    ]
+
+
+def _scale_of(e: sympy.Expr) -> sympy.Expr:
+    """The largest fitted coefficient of a sum (1 if none): pulled out of a root, an
+    inverse or a power, the constants left inside are ratios (1, −2) and the one outside
+    is simple again (√(9/16π²) = 3/4π), so snapping finds both."""
+    terms = sympy.Add.make_args(sympy.expand(e))
+    coefficients = [t.as_coeff_Mul()[0] for t in terms]
+    floats = [c for c in coefficients if isinstance(c, sympy.Float) and c != 0]
+    return max(floats, key=lambda c: abs(float(c))) if floats else sympy.Integer(1)
+
+
+def _root(e: sympy.Expr) -> sympy.Expr:
+    c = _scale_of(e)
+    c = c if float(c) > 0 else -c
+    return sympy.Float(math.sqrt(float(c))) * sympy.sqrt(sympy.expand(e / c))
+
+
+def _inverse(e: sympy.Expr) -> sympy.Expr:
+    c = _scale_of(e)
+    return sympy.Float(1 / float(c)) / sympy.expand(e / c)
+
+
+def _scaled(e: sympy.Expr, power: int) -> sympy.Expr:
+    c = _scale_of(e)
+    return sympy.Float(float(c) ** power) * sympy.expand(e / c) ** power
+
+
+def _exp(e: sympy.Expr) -> sympy.Expr:
+    """exp(b + g) as e^b · exp(g): e^b is the constant to snap (1/√(2π) for a Gaussian)."""
+    constant, rest = sympy.expand(e).as_coeff_Add()
+    return sympy.Float(math.exp(float(constant))) * sympy.exp(rest)
 
 
 def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
@@ -288,8 +319,8 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
         # The teacher's error, carried through the transform: how loose to fit there.
         loose = p.tolerance * _stretch(transform, target)
         for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
-                              (lambda v, u, tol=loose: fit_rational(v, u, degree=2,
-                                                                    tolerance=tol), "rational"),
+                              (lambda v, u, tol=loose: _rational_both_ways(v, u, tol),
+                               "rational"),
                               (lambda v, u, tol=loose: fit_library(v, u, tolerance=tol),
                                "library")):
             fit = solver(values, t)
@@ -299,6 +330,20 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             if nrmse(evaluate(law, values), target) < p.tolerance:
                 record(law, f"{label} of the {transform.name}")
                 break
+
+
+def _rational_both_ways(values: Mapping[str, np.ndarray], t: np.ndarray,
+                        tolerance: float) -> QuickFit | None:
+    """A rational fit over the groups and, for one or two groups, their inverses too:
+    `(1 − a)²/(1 − b⁻²)` is short in b⁻¹, and a Π group's orientation is arbitrary."""
+    if len(values) > 2 or any(np.any(v == 0) for v in values.values()):
+        return fit_rational(values, t, degree=2, tolerance=tolerance)
+    both = dict(values) | {f"inv_{n}": 1 / v for n, v in values.items()}
+    fit = fit_rational(both, t, degree=2, tolerance=tolerance)
+    if fit is None:
+        return None
+    expr = fit.expr.xreplace({symbol(f"inv_{n}"): 1 / symbol(n) for n in values})
+    return QuickFit(expr, fit.nrmse, fit.complexity)
 
 
 def _stretch(transform: _Transform, t: np.ndarray) -> float:

@@ -258,9 +258,9 @@ def _enumerate(variables: Mapping[str, np.ndarray], y: np.ndarray, consider: obj
             # level, then what the exhausted ones left: no source starves the others.
             splits = sorted(((c, complexity - 1 - c) for c in range(1, complexity - 1)),
                             key=lambda s: (min(s), -s[0]))
-            sources = [_unary(levels[complexity - 1], functions),
-                       *(_binary(levels.get(lc, []), levels.get(rc, []), lc < rc)
-                         for lc, rc in splits)]
+            sources: list[Iterator[tuple[Tree, np.ndarray]] | None] = [
+                _unary(levels[complexity - 1], functions),
+                *(_binary(levels.get(lc, []), levels.get(rc, []), lc < rc) for lc, rc in splits)]
             share = level_cap // len(sources)
             for round_cap in (share, level_cap):
                 for index, source in enumerate(sources):
