@@ -280,6 +280,8 @@ def main() -> None:
     parser.add_argument("--ids", default="", help="only these equations (comma-separated)")
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
+    parser.add_argument("--no-oracle", action="store_true",
+                        help="skip oracle mode (e.g. a teacher-only run)")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="peers to run (gplearn pyoperon); none given: both")
     parser.add_argument("--csv", type=Path, default=Path("benchmarks/results-feynman.csv"))
@@ -315,7 +317,8 @@ def main() -> None:
         wanted = set(args.ids.split(","))
         equations = [eq for eq in equations if eq["id"] in wanted]
     peers = [] if args.peers is None else (args.peers or ["gplearn", "pyoperon"])
-    methods = ["oracle", *(["teacher"] if args.teacher else []), *peers]
+    methods = [*([] if args.no_oracle else ["oracle"]), *(["teacher"] if args.teacher else []),
+               *peers]
     rows = []
     for eq in equations:
         row: dict[str, Any] = {"id": eq["id"], "formula": eq["formula"], "n_vars": len(eq["names"])}

@@ -146,16 +146,17 @@ def test_search_keeps_scaled_and_negated_building_blocks() -> None:
 
 
 def test_one_enumeration_scores_several_targets() -> None:
-    """√(1 + r² − 2r·cos θ) is deep, its square shallow: `search_many` scores each
-    expression against y and y² in one pass, and finds the law through y²."""
-    r, d = RNG.uniform(0.2, 3.0, 200), RNG.uniform(-2.0, 2.0, 200)
-    y = np.sqrt(1 + r**2 - 2 * r * np.cos(d))
-    plain, squared = search_many({"r": r, "d": d}, [(y, None), (y**2, None)],
-                                 deadline=time.monotonic() + 60, tolerance=1e-12,
-                                 max_complexity=8)
-    assert squared[-1].nrmse < 1e-12 and plain[-1].nrmse > 1e-3
-    rr, dd = symbol("r"), symbol("d")
-    assert sympy.simplify(squared[-1].expr - (1 + rr**2 - 2 * rr * sympy.cos(dd))) == 0
+    """Bose–Einstein's 1/(eˣ − 1) is five nodes deep, its inverse two: `search_many`
+    scores each expression against y and 1/y in one pass, and finds the law through 1/y
+    at a depth where y alone has nothing."""
+    x = RNG.uniform(0.5, 3.0, 200)
+    y = 1 / (np.exp(x) - 1)
+    plain, inverse = search_many({"x": x}, [(y, None), (1 / y, None)],
+                                 deadline=time.monotonic() + 30, tolerance=1e-12,
+                                 max_complexity=3)
+    assert inverse[-1].nrmse < 1e-12 and plain[-1].nrmse > 1e-3
+    assert to_sympy(inverse[-1].tree) == sympy.exp(symbol("x"))
+    assert (inverse[-1].a, inverse[-1].b) == (pytest.approx(1.0), pytest.approx(-1.0))
 
 
 def test_library_fit_finds_a_sparse_sum_of_products() -> None:
