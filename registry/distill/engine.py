@@ -449,8 +449,13 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
 
         parts = []
         for group in (a, b):
-            sub = _Problem(part(group), {n: live[n] for n in group}, None, None, p.tolerance,
-                           p.deadline, p.rng)
+            other = b if group is a else a
+            # Fixing the other part's inputs keeps the units of this part's law only when
+            # those inputs are dimensionless (n = n₀·h(p·E/kT, θ)); otherwise no units.
+            keep_units = p.units is not None and all(_dimensionless(p.units[n]) for n in other)
+            sub = _Problem(part(group), {n: live[n] for n in group},
+                           {n: p.units[n] for n in group} if keep_units and p.units else None,
+                           p.out_unit if keep_units else None, p.tolerance, p.deadline, p.rng)
             remaining = p.deadline - time.monotonic()
             sub.deadline = time.monotonic() + remaining / (2 if group is a else 1)
             _solve(sub)
@@ -466,6 +471,15 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
                                      f"{'multiplicative' if kind == 'mul' else 'additive'} "
                                      "separability"))
             return
+
+
+def _dimensionless(unit: str) -> bool:
+    from registry.units import parse_unit
+
+    try:
+        return bool(parse_unit(unit).dimensionless)
+    except RegistryError:
+        return False
 
 
 _ROOTS = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
