@@ -434,7 +434,10 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
         if split is None:
             continue
         a, b = split
-        anchor = {n: np.full(1, (lo + hi) / 2) for n, (lo, hi) in p.ranges.items()}
+        # Inside the ranges, not at their midpoints: two inputs with the same range would
+        # be equal there, and ω = ω₀ is where sin²(x)/x² is 0/0.
+        anchor = {n: np.full(1, lo + (hi - lo) * p.rng.uniform(0.3, 0.7))
+                  for n, (lo, hi) in p.ranges.items()}
         f0 = float(p.teacher(anchor)[0])
         if kind == "mul" and f0 == 0:
             continue
@@ -458,7 +461,10 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
                            p.out_unit if keep_units else None, p.tolerance, p.deadline, p.rng)
             remaining = p.deadline - time.monotonic()
             sub.deadline = time.monotonic() + remaining / (2 if group is a else 1)
-            _solve(sub)
+            try:
+                _solve(sub)
+            except RegistryError:  # the part is not finite everywhere: not this split
+                break
             if not sub.found:
                 break
             test = sample(sub.ranges, 200, p.rng)
