@@ -232,14 +232,18 @@ def _solve(p: _Problem) -> None:
         # Declared units can be wrong (a table's typo, a unit of convenience): the
         # reduction then hides the law. Try the plain variables with the quick solvers.
         _quick(p, sympy.Integer(1), variables, values, y, np.ones_like(y), y)
+    if len(used) >= 3 and not _good_enough(p):
+        # Separable laws first (x₁y₁ + x₂y₂ + x₃y₃): each part is a smaller problem, while
+        # the search over all inputs at once would need depth it cannot reach.
+        _separate(p, used, until=time.monotonic() + 0.4 * (p.deadline - time.monotonic()))
     searched = setups[:SEARCHED_REDUCTIONS]
     for i, setup in enumerate(searched):
-        if i and _good_enough(p):
-            break
+        if p.found and _good_enough(p):
+            return
         share = (p.deadline - time.monotonic()) * 0.6 / (len(searched) - i)
         _search_reduced(p, *setup, y, budget=share)
-    if not _good_enough(p) and len(used) >= 2:
-        _separate(p, used, x, y)
+    if len(used) == 2 and not _good_enough(p):
+        _separate(p, used, until=p.deadline)
 
 
 def _reductions(p: _Problem, variables: Mapping[str, sympy.Expr],
@@ -290,10 +294,15 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
     if not names:
         record(sympy.Float(float(np.median(target))), "dimensional analysis")
         return
+    # The tolerance is relative to y's spread; dividing by the prefactor changes both the
+    # teacher's error and the spread, so restate it for the target.
+    with np.errstate(all="ignore"):
+        ratio = float(np.std(y) * np.sqrt(np.mean(1 / np.square(pre))) / np.std(target))
+    tol = p.tolerance * ratio if np.isfinite(ratio) and ratio > 0 else p.tolerance
     fit = power_law(values, target)
     if fit is not None:
         record(fit.expr, "power law")
-        if fit.nrmse < p.tolerance:
+        if fit.nrmse < tol:
             return
     fit = power_law_scaled(pre, values, y)
     if fit is not None:
@@ -303,14 +312,14 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
     fit = fit_polynomial(values, target, degree=3 if len(names) <= 2 else 2)
     if fit is not None:
         record(fit.expr, "polynomial")
-        if fit.nrmse < p.tolerance and _sparse(fit.expr):
+        if fit.nrmse < tol and _sparse(fit.expr):
             return
-    fit = fit_rational(values, target, degree=2, tolerance=p.tolerance)
+    fit = fit_rational(values, target, degree=2, tolerance=tol)
     if fit is not None:
         record(fit.expr, "rational")
         if _sparse(fit.expr):
             return
-    fit = fit_library(values, target, tolerance=p.tolerance)
+    fit = fit_library(values, target, tolerance=tol)
     if fit is not None:
         record(fit.expr, "library")
         if _sparse(fit.expr):
@@ -327,7 +336,7 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
         if not np.all(np.isfinite(t)):
             continue
         # The teacher's error, carried through the transform: how loose to fit there.
-        loose = p.tolerance * _stretch(transform, target)
+        loose = tol * _stretch(transform, target)
         for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
                               (lambda v, u, tol=loose: _rational_both_ways(v, u, tol),
                                "rational"),
@@ -337,7 +346,7 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             if fit is None or fit.nrmse > loose or not _sparse(fit.expr, 4):
                 continue
             law = transform.back(fit.expr, sign)
-            if nrmse(evaluate(law, values), target) < p.tolerance:
+            if nrmse(evaluate(law, values), target) < tol:
                 record(law, f"{label} of the {transform.name}")
                 break
 
@@ -423,11 +432,12 @@ def _good_enough(p: _Problem) -> bool:
     return False
 
 
-def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.ndarray) -> None:
-    """f = g(A) ∘ h(B) with ∘ in {+, ·}: solve each part as its own problem, then combine."""
+def _separate(p: _Problem, names: list[str], *, until: float) -> None:
+    """f = g(A) ∘ h(B) with ∘ in {+, ·}: solve each part as its own problem (by `until`),
+    then combine."""
     live = {n: p.ranges[n] for n in names}
     for kind in ("mul", "add"):
-        if time.monotonic() > p.deadline:
+        if time.monotonic() > until:
             return
         split = separable(p.teacher, p.ranges, names, kind=kind, tolerance=p.tolerance,
                           rng=p.rng)
@@ -456,11 +466,11 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
             # Fixing the other part's inputs keeps the units of this part's law only when
             # those inputs are dimensionless (n = n₀·h(p·E/kT, θ)); otherwise no units.
             keep_units = p.units is not None and all(_dimensionless(p.units[n]) for n in other)
+            remaining = until - time.monotonic()
             sub = _Problem(part(group), {n: live[n] for n in group},
                            {n: p.units[n] for n in group} if keep_units and p.units else None,
-                           p.out_unit if keep_units else None, p.tolerance, p.deadline, p.rng)
-            remaining = p.deadline - time.monotonic()
-            sub.deadline = time.monotonic() + remaining / (2 if group is a else 1)
+                           p.out_unit if keep_units else None, p.tolerance,
+                           time.monotonic() + remaining / (2 if group is a else 1), p.rng)
             try:
                 _solve(sub)
             except RegistryError:  # the part is not finite everywhere: not this split
@@ -469,8 +479,12 @@ def _separate(p: _Problem, names: list[str], x: Mapping[str, np.ndarray], y: np.
                 break
             test = sample(sub.ranges, 200, p.rng)
             truth = sub.teacher(test)
-            best = min(sub.found, key=lambda c: nrmse(evaluate(c.expr, test), truth))
-            parts.append(best.expr)
+            scored = [(nrmse(evaluate(c.expr, test), truth), c) for c in sub.found]
+            # As for the whole: the simplest part within reach of the best, not the one
+            # that fits the teacher's noise best.
+            floor = min(err for err, _ in scored)
+            parts.append(min((c for err, c in scored if err <= max(1.5 * floor, p.tolerance)),
+                             key=lambda c: c.complexity).expr)
         if len(parts) == 2:
             combined = parts[0] * parts[1] / f0 if kind == "mul" else parts[0] + parts[1] - f0
             p.found.append(Candidate(combined, complexity_of(combined), 0.0,

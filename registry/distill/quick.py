@@ -148,13 +148,21 @@ def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int 
 
     def fit(active: list[int]) -> tuple[np.ndarray, float]:
         design = full[:, active]
+        weight = np.ones_like(y)
         with np.errstate(all="ignore"):
-            coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-            numerator = sum((c * column(terms[i][1]) for c, i in zip(coef, active, strict=True)
-                             if not terms[i][0]), np.zeros_like(y))
-            denominator = 1 + sum((c * column(terms[i][1])
-                                   for c, i in zip(coef, active, strict=True) if terms[i][0]),
-                                  np.zeros_like(y))
+            # y·Q = P weighs each point by Q: with a noisy y that biases the fit. One
+            # Sanathanan–Koerner step refits with weights 1/Q, as if minimising P/Q − y.
+            for _ in range(2):
+                coef, *_ = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)
+                numerator = sum((c * column(terms[i][1])
+                                 for c, i in zip(coef, active, strict=True)
+                                 if not terms[i][0]), np.zeros_like(y))
+                denominator = 1 + sum((c * column(terms[i][1])
+                                       for c, i in zip(coef, active, strict=True)
+                                       if terms[i][0]), np.zeros_like(y))
+                if not np.all(np.isfinite(denominator)) or np.any(denominator == 0):
+                    break
+                weight = 1 / np.abs(denominator)
             predicted = numerator / denominator
         if not np.all(np.isfinite(predicted)) or np.any(np.abs(denominator) < 1e-9):
             return coef, float("inf")
