@@ -291,3 +291,14 @@ def test_drag_net_distils_to_the_exact_quadratic_law(reg, repo: Path, tmp_path: 
     manifest_text = (tmp_path / "drag-eq" / "module.yaml").read_text()
     assert "distilled_from: drag-net@1.0.0" in manifest_text
     assert (tmp_path / "drag-eq" / "pareto.png").stat().st_size > 1000
+
+
+def test_a_log_fit_with_a_huge_constant_does_not_crash_the_back_transform() -> None:
+    """A fit of log f with constant 800 has e^800 outside floating point: the candidate
+    is kept in sympy's own numbers (and then fails on evaluation), not a crash."""
+    from registry.distill.engine import _back, _transforms
+
+    log = next(t for t in _transforms(np.array([1.0, 2.0])) if t.name == "log")
+    law = _back(log, sympy.Float(800.0) + symbol("x"), 1.0)
+    assert law is not None and law.has(sympy.exp(symbol("x")))
+    assert not np.isfinite(evaluate(law, {"x": np.array([1.0])})).all()

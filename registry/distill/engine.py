@@ -159,7 +159,17 @@ def _scaled(e: sympy.Expr, power: int) -> sympy.Expr:
 def _exp(e: sympy.Expr) -> sympy.Expr:
     """exp(b + g) as e^b · exp(g): e^b is the constant to snap (1/√(2π) for a Gaussian)."""
     constant, rest = sympy.expand(e).as_coeff_Add()
+    if not isinstance(constant, sympy.Float) or abs(float(constant)) > 700:
+        return sympy.exp(e)  # nothing to split off, or e^b beyond floating point
     return sympy.Float(math.exp(float(constant))) * sympy.exp(rest)
+
+
+def _back(transform: _Transform, fit: sympy.Expr, sign: float) -> sympy.Expr | None:
+    """The fit of T(t) as a law for t, or None when it has no finite form."""
+    try:
+        return transform.back(fit, sign)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
 
 
 def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
@@ -345,8 +355,8 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             fit = solver(values, t)
             if fit is None or fit.nrmse > loose or not _sparse(fit.expr, 4):
                 continue
-            law = transform.back(fit.expr, sign)
-            if nrmse(evaluate(law, values), target) < tol:
+            law = _back(transform, fit.expr, sign)
+            if law is not None and nrmse(evaluate(law, values), target) < tol:
                 record(law, f"{label} of the {transform.name}")
                 break
 
@@ -410,7 +420,9 @@ def _search_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sym
         floor = min((h.nrmse for h in hits), default=math.inf)
         keep = [h for h in hits if h.nrmse <= max(10 * floor, p.tolerance)][-12:] or hits[-2:]
         for hit in keep:
-            f = hit.expr if i == 0 else transforms[i - 1].back(hit.expr, sign)
+            f = hit.expr if i == 0 else _back(transforms[i - 1], hit.expr, sign)
+            if f is None:
+                continue
             full = prefactor * f.xreplace(inputs)
             label = "search" if i == 0 else f"search on the {transforms[i - 1].name}"
             p.found.append(Candidate(full, complexity_of(full), 0.0, label))
