@@ -92,8 +92,9 @@ def evaluate(expr: sympy.Expr, x: Mapping[str, np.ndarray]) -> np.ndarray:
     with torch.no_grad(), np.errstate(all="ignore"):
         try:
             value = compile_expression(expr)(env)
-        except (TypeError, ValueError, RegistryError):
-            # Not a real function (√ of a negative constant after snapping, say): unusable.
+        except (ArithmeticError, TypeError, ValueError, RegistryError):
+            # Not a real function (√ of a negative constant after snapping, a constant
+            # beyond floating point): unusable.
             return np.full(len(next(iter(x.values()))), np.nan)
         return as_tensor(value, env).numpy().astype(np.float64)
 
