@@ -302,3 +302,18 @@ def test_a_log_fit_with_a_huge_constant_does_not_crash_the_back_transform() -> N
     law = _back(log, sympy.Float(800.0) + symbol("x"), 1.0)
     assert law is not None and law.has(sympy.exp(symbol("x")))
     assert not np.isfinite(evaluate(law, {"x": np.array([1.0])})).all()
+
+
+def test_snapping_prefers_the_simplest_number_the_teacher_allows() -> None:
+    """With a network's 0.1 % error both 44/7 and 2π fit 6.2857 (II.34.29b, g·μ·B·J/ħ):
+    the simpler, 2π, is the law; 3/(20π) needs a denominator of 20."""
+    from registry.distill.engine import snap_constants
+
+    b, h = RNG.uniform(1, 5, 500), RNG.uniform(1, 5, 500)
+    noise = 1 + 1e-3 * np.random.default_rng(3).normal(size=500)
+    bb, hh = symbol("B"), symbol("h")
+    assert snap_constants(sympy.Float(6.2857) * bb / hh, {"B": b, "h": h},
+                          2 * np.pi * b / h * noise, tolerance=5.7e-3) == 2 * sympy.pi * bb / hh
+    assert snap_constants(sympy.Float(0.0477462) * bb / hh, {"B": b, "h": h},
+                          3 / (20 * np.pi) * b / h * noise, tolerance=2.2e-3) == \
+        3 * bb / (20 * sympy.pi * hh)

@@ -531,14 +531,18 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
     for f in floats:
         value = float(f)
-        options: list[sympy.Expr] = [sympy.Integer(0)]
-        for special, number in [(sympy.Integer(1), 1.0), *_SPECIAL]:
+        options: list[tuple[int, sympy.Expr]] = [(0, sympy.Integer(0))]
+        for rank, (special, number) in enumerate([(sympy.Integer(1), 1.0), *_SPECIAL]):
             # How close counts as "the same number" follows the teacher's own precision.
             closeness = max(1e-6, tolerance) * abs(value / number) + 1e-12
-            ratio = snap_fraction(value / number, max_denominator=12, tolerance=closeness)
+            ratio = snap_fraction(value / number, max_denominator=24, tolerance=closeness)
             if ratio is not None and ratio != 0:
-                options.append(sympy.Rational(ratio.numerator, ratio.denominator) * special)
-        for option in options:
+                # The simplest number first: with a network's precision both 44/7 and 2π
+                # fit 6.2835, and 2π is the law.
+                cost = abs(ratio.numerator) + ratio.denominator + (0 if rank == 0 else 2)
+                options.append((cost, sympy.Rational(ratio.numerator, ratio.denominator)
+                                * special))
+        for _, option in sorted(options, key=lambda o: o[0]):
             trial = expr.xreplace({f: option})
             if nrmse(evaluate(trial, x), y) <= allowed:
                 expr = trial
