@@ -306,7 +306,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], budget: float | No
     print(f"\n{len(rows)} equations" + (f", budget {budget:g} s each" if budget else ""))
     print("| method | recovered | median s | p90 s |")
     print("| --- | ---: | ---: | ---: |")
-    for method in methods:
+    for method in methods if rows else []:
         times = sorted(float(r[f"{method}_seconds"]) for r in rows)
         p90 = times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)]
         ok = sum(str(r[f"{method}_recovered"]) == "True" for r in rows)
@@ -353,12 +353,12 @@ def main() -> None:
     equations = load_equations(DATA / "FeynmanEquations.csv")
     if args.subset:
         equations = equations[: args.subset]
-    if args.shard:
-        index, count = (int(v) for v in args.shard.split("/"))
-        equations = equations[index - 1::count]
     if args.ids:
         wanted = set(args.ids.split(","))
         equations = [eq for eq in equations if eq["id"] in wanted]
+    if args.shard:  # after --ids, so that the shards split the chosen equations
+        index, count = (int(v) for v in args.shard.split("/"))
+        equations = equations[index - 1::count]
     peers = [] if args.peers is None else (args.peers or ["gplearn", "pyoperon"])
     methods = [*([] if args.no_oracle else ["oracle"]), *(["teacher"] if args.teacher else []),
                *peers]
