@@ -1,5 +1,7 @@
-"""Quick solvers: power laws (log-linear fit, exponents snapped to small rationals) and
-sparse polynomials (least squares over monomials).
+"""Quick solvers: power laws (log-linear fit, exponents snapped to small rationals),
+sparse polynomials (least squares over monomials), rational functions (y·Q = P, pruned
+to a few terms) and sparse library sums (products of two unary features, chosen by
+orthogonal least squares with a beam).
 
 Example:
     >>> power_law({"L": L, "g": g}, T).expr     # T = 2π·sqrt(L/g)
