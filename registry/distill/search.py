@@ -8,7 +8,7 @@ small enough to go deep. Each new expression `e` is scored by the best linear
 fit `y ≈ a·e + b` (closed form), so outer constants cost nothing.
 
 Several targets can be scored in one enumeration (`targets`): the distiller
-passes transforms of its target (y², 1/y, √y, log y), so `√(1 + r² − 2r·cos θ)`
+passes transforms of its target (y², 1/y, √y, log y, 1/y²), so `√(1 + r² − 2r·cos θ)`
 is found as the shallow `r·(r − 2·cos θ)` fitting y².
 
 Example:
@@ -166,15 +166,14 @@ class _Scorer:
 def search(variables: Mapping[str, np.ndarray], y: np.ndarray, *, deadline: float,
            scale: np.ndarray | None = None,
            max_complexity: int = 11, tolerance: float = 1e-9, level_cap: int = 40_000,
-           functions: tuple[str, ...] = tuple(_UNARY),
-           targets: list[tuple[np.ndarray, np.ndarray | None]] | None = None) -> list[Hit]:
+           functions: tuple[str, ...] = tuple(_UNARY)) -> list[Hit]:
     """Hits (the best fit at each complexity, improving), simplest first.
 
     Stops at the deadline, at `max_complexity`, or once a hit's nRMSE is below
-    `tolerance` (it is then last in the list). With `targets` (pairs of values and
-    scale or None), use `search_many`.
+    `tolerance` (it is then last in the list). For several targets at once, see
+    `search_many`.
     """
-    return search_many(variables, [(y, scale), *(targets or [])], deadline=deadline,
+    return search_many(variables, [(y, scale)], deadline=deadline,
                        max_complexity=max_complexity, tolerance=tolerance,
                        level_cap=level_cap, functions=functions)[0]
 
