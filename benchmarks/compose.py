@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 import registry
-from registry.compose import Builder
+from registry.composition import Builder
 from registry.cost.latency import describe_hardware, time_calls
 
 G, M_EARTH, R_EARTH = 6.6743e-11, 5.972e24, 6.371e6
@@ -70,7 +70,7 @@ def main() -> None:
     print(f"batch {args.batch} on {describe_hardware()}, median of {args.rounds} rounds")
     print("| implementation | µs per call | ns per sample | ÷ hand-written function |")
     print("| --- | ---: | ---: | ---: |")
-    for label, t in [("composed (`registry.compose`)", c), ("hand-written torch function", f),
+    for label, t in [("composed (`registry.composition`)", c), ("hand-written torch function", f),
                      ("hand-written `nn.Module`", m)]:
         print(f"| {label} | {t * 1e6:.1f} | {t / args.batch * 1e9:.2f} | {t / f:.3f}× |")
     print(f"\ncomposed ÷ hand-written function: {c / f:.3f}×; ÷ hand-written module: {c / m:.3f}×")

@@ -35,10 +35,10 @@ import numpy as np
 import sympy
 import torch
 
-from registry.distill import distill
-from registry.distill.engine import snap_constants
+from registry.distillation import distill
+from registry.distillation.snapping import snap_constants
 from registry.errors import RegistryError
-from registry.expr import parse_expression
+from registry.core.expr import parse_expression
 from registry.nn.equation import compile_expression
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "feynman"
@@ -104,7 +104,7 @@ def recovered(found: sympy.Expr | None, truth: sympy.Expr, timeout_s: float = 20
     if found is None:
         return False
     code = ("import sympy, sys, json\n"
-            "from registry.expr import parse_expression\n"
+            "from registry.core.expr import parse_expression\n"
             "names = sys.argv[3].split(',')\n"
             "points = json.loads(sys.argv[4])\n"
             "a = parse_expression(sys.argv[1], names=names)\n"
@@ -126,7 +126,7 @@ def recovered(found: sympy.Expr | None, truth: sympy.Expr, timeout_s: float = 20
             "        square = sympy.simplify((a**2 - b**2).rewrite(sympy.exp))\n"
             "    ok = same_sign and square == 0\n"
             "print('yes' if ok else 'no')")
-    from registry.expr import format_expression
+    from registry.core.expr import format_expression
 
     names = sorted({s.name for s in (found.free_symbols | truth.free_symbols)})
     try:
@@ -370,7 +370,7 @@ def main() -> None:
                 res = run_ours(eq, units, args.budget_s, teacher=method == "teacher")
             else:
                 res = run_peer(method, eq, args.budget_s)
-            from registry.expr import format_expression
+            from registry.core.expr import format_expression
 
             found = res.get("found")
             row[f"{method}_recovered"] = recovered(found, eq["truth"], points=sign_points(eq))

@@ -28,7 +28,7 @@ from registry.cost.flops import count_module_flops
 from registry.cost.latency import describe_hardware, time_calls
 from registry.evaluation import sample_inputs
 from registry.nn.fuse import fuse
-from registry.spec import Sample
+from registry.core.manifest import Sample
 
 
 def measure(call: Any, batch: int) -> dict[str, float]:

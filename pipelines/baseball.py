@@ -31,12 +31,12 @@ import torch
 import yaml
 
 import registry
-from registry.compose.spec import load_spec
+from registry.composition.spec import load_spec
 from registry.cost.energy import track_energy
 from registry.cost.flops import count_module_flops
 from registry.evaluation import compute_metrics
 from registry.nn.network import NetworkModule
-from registry.tracking import mlflow_run
+from registry.mlflow.tracking import mlflow_run
 
 G, M_EARTH, R_EARTH, RHO0, H = 6.6743e-11, 5.972e24, 6.371e6, 1.225, 8500.0
 INPUTS = ["v0", "angle", "h0", "m", "A", "C_d"]
@@ -171,9 +171,10 @@ def main() -> None:
     np.savez(args.out.with_name("baseball-test.npz"), **test)
 
     # (a) the composite: physics from the registry, only the residual trains.
-    composite, result, energy, run_id = reg.train(
+    trained = reg.train(
         spec, observed, target="derivatives", max_epochs=cfg["max_epochs"], batch=256,
         lr=cfg["lr"], target_nrmse=cfg["target_rate_nrmse"], progress=False)
+    composite, result, energy, run_id = trained.net, trained.result, trained.energy, trained.run_id
     composite.eval()
     composite_test = score(composite, test)
     inference_flops = count_module_flops(composite, as_x(test)[:16], backward=False).forward

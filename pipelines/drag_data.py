@@ -17,7 +17,7 @@ import yaml
 
 import registry
 from registry.evaluation import sample_inputs
-from registry.spec import Sample
+from registry.core.manifest import Sample
 
 
 def main() -> None:

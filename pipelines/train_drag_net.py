@@ -28,8 +28,8 @@ from registry.cost.flops import count_module_flops
 from registry.evaluation import compute_metrics
 from registry.nn.network import NetworkModule
 from registry.nn.weights import save_weights
-from registry.spec import Manifest, sha256_file, write_manifest
-from registry.tracking import MlflowRunHandle, mlflow_run
+from registry.core.manifest import Manifest, sha256_file, write_manifest
+from registry.mlflow.tracking import MlflowRunHandle, mlflow_run
 
 NAME = "drag-net"
 
@@ -101,13 +101,13 @@ def main() -> None:
             metrics = compute_metrics(net(x_test).double().numpy(), y_test.double().numpy())
         run.log_metrics({**metrics, "train_energy_j": energy.energy_j, "train_cpu_s": energy.cpu_s,
                          "train_co2_kg": energy.co2_kg})
-        run.set_tags({"energy_method": energy.method, "git_commit": reg.store.repo.head()})
+        produced = reg.git_info(NAME)
+        run.set_tags({"energy_method": energy.method, "git_commit": produced.commit})
         training = energy.to_training_cost().model_copy(update={"flops": train_flops(net, params)})
 
         args.out.mkdir(parents=True, exist_ok=True)
         weights_sha = save_weights(net, args.out / "weights.safetensors")
         shutil.copyfile(args.data / "test.npz", args.out / "test.npz")
-        head = reg.store.repo.head()
         manifest = Manifest.model_validate({
             "name": NAME,
             "version": _current_version(reg.root),
@@ -124,8 +124,7 @@ def main() -> None:
             "budget": {"min_r2": 0.999},
             "provenance": {
                 "source": "trained",
-                "git": {"commit": head, "author": reg.store.repo.author(),
-                        "dirty": reg.store.repo.dirty_outside("modules/drag-net")},
+                "git": produced.model_dump(),
                 "mlflow": {"run_id": run.run_id, "experiment": run.experiment},
                 "data": {"path": str(args.data / "train.npz"), "md5": data_md5},
                 "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),

@@ -1,11 +1,16 @@
-"""The verbs of the registry, shared by the CLI, the server and Python users.
+"""The verbs of the registry: one `Registry` over any store, shared by every face.
+
+The CLI, the server, the web pages and Python users hold this class. It
+validates, builds, measures and evaluates; the store (`registry.store`) only
+resolves references and commits finished folders.
 
 Example:
     >>> import registry
-    >>> reg = registry.open()
+    >>> reg = registry.open()                     # the repository around the cwd, or REGISTRY_URL
     >>> reg.get("gravity@^1").version
     '1.0.0'
-    >>> gravity = reg.load("gravity@1.0.0")     # a torch.nn.Module
+    >>> gravity = reg.load("gravity@1.0.0")       # a torch.nn.Module
+    >>> remote = registry.open("http://127.0.0.1:8000")   # the same verbs, over HTTP
 """
 
 from __future__ import annotations
@@ -16,37 +21,75 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import ManifestError
-from registry.reference import parse_reference
-from registry.spec import MANIFEST_FILE, Manifest, MlflowRun, write_manifest
-from registry.store.git import find_root
-from registry.store.index import IndexRow
-from registry.store.store import MODULES_DIR, Bump, RegisterResult, Resolved, Store
+from registry.catalog import SearchQuery, WorkspaceModule
+from registry.core.manifest import MANIFEST_FILE, Manifest, load_manifest
+from registry.core.reference import Version, parse_reference
+from registry.errors import ManifestError, RegistryError
+from registry.loading import Loader
+from registry.store.base import MODULES_DIR, Bump, RegisterResult, Resolved, Store, VersionRow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from registry.compose.module import ComposedModule
-    from registry.compose.spec import ComposeSpec
-    from registry.compose.train import TrainResult
-    from registry.cost.energy import EnergyReport
+    from registry.composition.module import ComposedModule
+    from registry.composition.spec import ComposeSpec
+    from registry.composition.train import TrainReport
     from registry.cost.measure import ModuleCost
-    from registry.distill import DistillResult
+    from registry.distillation.registered import DistillReport
+    from registry.gate import GateReport
+    from registry.gate.diff import ModuleChange
+    from registry.core.manifest import GitInfo, TrainingCost
+    from registry.mlflow.publish import PublishResult
     from registry.nn.ports import PortModule
-    from registry.spec import TrainingCost
+    from registry.store.local import LocalStore
 
-__all__ = ["Registry", "open", "schema"]
+__all__ = ["Registry", "SearchResult", "open", "schema"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    modules: list[VersionRow]  # the latest version of each matching module
+    unregistered: list[WorkspaceModule]
 
 
 class Registry:
-    """A registry: the git repository holding `modules/`, and its index."""
+    """The registry's verbs over one `Store` (local repository, server, or bundle)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.store = Store(root)
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.loader = Loader(store.resolve)
 
     def __repr__(self) -> str:
-        return f"Registry({str(self.root)!r})"
+        return f"Registry({self.store!r})"
+
+    @property
+    def root(self) -> Path | None:
+        """The repository's work tree (None for a server or a bundle)."""
+        return getattr(self.store, "root", None)
+
+    @property
+    def index_backend(self) -> str:
+        """The index's database (`sqlite`, `postgresql`), or `none` for a store without one."""
+        index = getattr(self.store, "index", None)
+        if index is None:
+            return "none"
+        try:
+            from sqlalchemy.engine import make_url
+
+            return str(make_url(index.url).get_backend_name())
+        except Exception:  # an odd URL must not take health down, nor leak
+            return "unknown"
+
+    def _local(self, verb: str) -> LocalStore:
+        from registry.store.local import LocalStore
+
+        if not isinstance(self.store, LocalStore):
+            raise RegistryError(f"`{verb}` works on a local repository, not on "
+                                f"{self.store.location}; run it in a clone (and unset "
+                                "REGISTRY_URL)")
+        return self.store
+
+    # reading -------------------------------------------------------------------
 
     def resolve(self, ref: str) -> Resolved:
         return self.store.resolve(ref)
@@ -57,58 +100,107 @@ class Registry:
 
     def load(self, ref: str) -> PortModule:
         """The torch module `ref` resolves to, with verified weights."""
-        return self._build(self.store.resolve(ref))
+        return self.loader.load(ref)
 
     def compose(self, spec: ComposeSpec | str | Path) -> ComposedModule:
         """Build the network a compose spec (a file, or a `ComposeSpec`) describes."""
-        from registry.compose.spec import load_spec
+        return self.loader.compose(spec)
 
-        loaded = load_spec(Path(spec)) if isinstance(spec, str | Path) else spec
-        return self._compose(loaded, source=loaded.source)
+    def list(self, *, kind: str | None = None,
+             all_versions: bool = False) -> builtins.list[VersionRow]:
+        """Registered versions (the latest of each module unless `all_versions`)."""
+        if not all_versions:
+            return self.store.latest(kind)
+        rows = self.store.versions(kind=kind)
+        return sorted(rows, key=lambda r: (r.name, Version.parse(r.version)))
 
-    def _compose(self, spec: ComposeSpec, *, source: str,
-                 weights: tuple[bytes, str, str] | None = None) -> ComposedModule:
-        from registry.compose.module import assemble
+    def versions(self, name: str) -> builtins.list[VersionRow]:
+        return sorted(self.store.versions(name), key=lambda r: Version.parse(r.version))
 
-        def resolve(ref: str) -> tuple[Manifest, str, Resolved]:
-            found = self.store.resolve(ref)
-            name = found.manifest.name
-            exact = found.manifest.ref if found.commit is not None else f"{name}@workspace"
-            return found.manifest, exact, found
+    def stages(self, name: str | None = None) -> dict[str, dict[str, str]]:
+        """`{module: {stage: version}}` of the current stage assignments."""
+        found: dict[str, dict[str, str]] = {}
+        for (module, stage), version in sorted(self.store.stages(name).items()):
+            found.setdefault(module, {})[stage] = version
+        return found
 
-        return assemble(spec, source=source, resolve=resolve, build=self._build,
-                        weights=weights)
+    def unregistered(self) -> builtins.list[str]:
+        """Modules in the working tree with no registered version."""
+        return self.store.unregistered()
 
-    def train(self, spec: ComposeSpec | ComposedModule | str | Path, data: Mapping[str, Any], *,
-              target: str = "outputs", run_name: str | None = None,
-              **options: Any) -> tuple[ComposedModule, TrainResult, EnergyReport, str]:
-        """Compose `spec` (or take a built network) and train its trainable parts on `data`.
+    def search(self, text: str | None = None, *, kind: str | None = None,
+               input_unit: str | None = None, output_unit: str | None = None) -> SearchResult:
+        """Modules whose name or summary holds `text`, of `kind`, with a port in a unit."""
+        query = SearchQuery.parse(text=text, kind=kind, input_unit=input_unit,
+                                  output_unit=output_unit)
+        modules = [row for row in self.store.latest(kind) if query.matches_row(row)]
+        pending = []
+        for name in self.store.unregistered():
+            entry = self._workspace_module(name)
+            if entry.error is not None:
+                if not query.by_content and query.matches_text(name, None):
+                    pending.append(entry)
+            elif query.matches(name, entry.summary, entry.kind, entry.inputs, entry.outputs):
+                pending.append(entry)
+        return SearchResult(modules, pending)
 
-        Logged to MLflow (parameters, per-epoch validation metrics, training FLOPs,
-        energy, the git commit); returns the network, the result, the energy
-        report and the MLflow run id.
+    def _workspace_module(self, name: str) -> WorkspaceModule:
+        if self.root is None:
+            return WorkspaceModule(name=name)
+        try:
+            manifest = load_manifest(self.root / MODULES_DIR / name / MANIFEST_FILE)
+        except RegistryError as exc:
+            return WorkspaceModule(name=name, error=str(exc))
+        return WorkspaceModule(name=name, version=manifest.version, kind=manifest.kind,
+                               summary=manifest.summary, inputs=manifest.port_units("inputs"),
+                               outputs=manifest.port_units("outputs"))
+
+    def cost(self, ref: str) -> ModuleCost:
+        """Measure the module's cost afresh: FLOPs, parameters, latency, energy per sample."""
+        from registry.cost.measure import measure_cost
+
+        resolved = self.store.resolve(ref)
+        return measure_cost(self.loader.build(resolved), resolved.manifest)
+
+    def evaluate(self, ref: str) -> dict[str, float]:
+        """Recompute accuracy metrics from the module's `evaluation` section."""
+        return self.loader.evaluate(self.store.resolve(ref))
+
+    def git_info(self, name: str) -> GitInfo:
+        """The provenance a module `name` produced now records (HEAD, author, dirty)."""
+        return self._local("git_info").git_info(f"{MODULES_DIR}/{name}")
+
+    # writing -------------------------------------------------------------------
+
+    def register(self, path: str | Path, *, bump: Bump | None = None) -> RegisterResult:
+        """Validate, measure metrics and cost, commit and tag the module at `path`.
+
+        With `bump`, changed content is registered as the next version after the
+        latest instead of raising `VersionConflict`.
         """
-        from registry.compose.module import ComposedModule
-        from registry.compose.train import train_composite
-        from registry.cost.energy import track_energy
-        from registry.tracking import mlflow_run
+        pending = self.store.stage(Path(path), bump=bump)
+        if pending.done is not None:
+            return pending.done
+        if self.store.measures or pending.workspace is None:
+            return self.store.commit(pending, None)
+        return self.store.commit(pending, self._measured(pending.workspace))
 
-        net = spec if isinstance(spec, ComposedModule) else self.compose(spec)
-        name = net.plan.spec.name
-        params = {"spec": name, "target": target, **options,
-                  "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)}
-        with mlflow_run(f"train-{name}", root=self.root, run_name=run_name or f"train-{name}",
-                        params=params, tags={"git_commit": self.store.repo.head()}) as run:
-            with track_energy() as tracker:
-                result = train_composite(net, data, target=target,  # type: ignore[arg-type]
-                                         log=lambda m, step: run.log_metrics(m, step=step),
-                                         **options)
-            energy = tracker.report
-            run.log_metrics({"train_flops": result.train_flops, "train_energy_j": energy.energy_j,
-                             "train_cpu_s": energy.cpu_s, "train_co2_kg": energy.co2_kg,
-                             "epochs": result.epochs})
-            run.set_tags({"energy_method": energy.method})
-        return net, result, energy, run.run_id
+    def _measured(self, workspace: Resolved) -> Manifest:
+        """The manifest with its cost and metrics measured (weights verified on the way)."""
+        from registry.cost.measure import measure_cost
+
+        manifest = workspace.manifest
+        module = self.loader.build(workspace)
+        update: dict[str, Any] = {"cost": measure_cost(module, manifest).to_cost(manifest.cost)}
+        if manifest.evaluation is not None:
+            metrics = self.loader.evaluate(workspace, module)
+            update["evaluation"] = manifest.evaluation.model_copy(update={"metrics": metrics})
+        return manifest.model_copy(update=update)
+
+    def register_upload(self, staging: Path, name: str) -> RegisterResult:
+        """Register a module folder that arrived elsewhere (an upload) as `modules/<name>/`."""
+        with self._local("register an upload").swapped_in(staging, name) as folder:
+            return self.register(folder)
 
     def register_composite(
         self, net: ComposedModule, *, name: str, version: str = "1.0.0",
@@ -120,46 +212,26 @@ class Registry:
         The spec's module references are pinned to the exact versions used; a
         changed composite registers as the next patch version.
         """
-        import shutil
+        from registry.composition.folder import write_composite
 
-        import yaml
-
-        from registry.nn.weights import save_weights
-        from registry.spec import sha256_file
-
-        plan = net.plan
-        workspace = sorted(node for node, ref in plan.pinned.items() if ref.endswith("@workspace"))
-        if workspace:
-            raise ManifestError(f"nodes {workspace} use unregistered (workspace) modules; register "
-                                "them first, so the composite can pin their versions")
-        folder = self.root / MODULES_DIR / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "compose.yaml").write_text(yaml.safe_dump(net.pinned_spec(name=name),
-                                                            sort_keys=False))
-        sha = save_weights(net, folder / "weights.safetensors")
-        existing = folder / MANIFEST_FILE
-        if existing.is_file():
-            version = str(yaml.safe_load(existing.read_text()).get("version", version))
-        data: dict[str, Any] = {
-            "name": name, "version": version, "kind": "composite",
-            "summary": summary or plan.spec.summary or f"composite of {', '.join(plan.pinned)}",
-            "inputs": {n: p.model_dump(exclude_none=True) for n, p in plan.inputs.items()},
-            "outputs": {n: {"unit": o.unit} for n, o in plan.spec.outputs.items()},
-            "composition": {"spec": "compose.yaml",
-                            "weights": {"path": "weights.safetensors", "sha256": sha}},
-            "provenance": {"source": "composed", "parents": sorted(set(plan.pinned.values()))},
-        }
-        if training is not None:
-            data["cost"] = {"training": training.model_dump(exclude_none=True)}
-        if mlflow_run_id is not None:
-            data["provenance"]["mlflow"] = {"run_id": mlflow_run_id,
-                                            "experiment": f"train-{plan.spec.name}"}
-        if evaluation_data is not None:
-            shutil.copyfile(evaluation_data, folder / "evaluation.npz")
-            data["evaluation"] = {"data": {"path": "evaluation.npz",
-                                           "sha256": sha256_file(folder / "evaluation.npz")}}
-        write_manifest(Manifest.model_validate(data), existing)
+        local = self._local("register a composite")
+        folder = write_composite(net, local.root / MODULES_DIR / name, version=version,
+                                 training=training, mlflow_run_id=mlflow_run_id,
+                                 evaluation_data=evaluation_data, summary=summary)
         return self.register(folder, bump="patch")
+
+    def train(self, spec: ComposeSpec | ComposedModule | str | Path, data: Mapping[str, Any], *,
+              target: str = "outputs", run_name: str | None = None,
+              **options: Any) -> TrainReport:
+        """Compose `spec` (or take a built network) and train its trainable parts on `data`,
+        logged to MLflow (parameters, per-epoch metrics, training FLOPs, energy, commit)."""
+        from registry.composition.module import ComposedModule
+        from registry.composition.train import train_tracked
+
+        local = self._local("train")
+        net = spec if isinstance(spec, ComposedModule) else self.compose(spec)
+        return train_tracked(net, data, root=local.root, commit=local.repo.head(),
+                             target=target, run_name=run_name, **options)
 
     def distill(self, ref: str, *, budget_s: float = 60.0, name: str | None = None,
                 out: Path | None = None, tolerance: float | None = None) -> DistillReport:
@@ -169,215 +241,76 @@ class Registry:
         `registry register` takes it from there. The tolerance defaults to twice the
         teacher's recorded test nRMSE (a network is trusted only that far).
         """
-        import json
+        from registry.distillation.registered import distill_registered
 
-        from registry.cost.measure import measure_cost
-        from registry.distill import distill as run_distill
-
+        local = self._local("distill")
         resolved = self.store.resolve(ref)
-        teacher = resolved.manifest
-        missing = [n for n, p in teacher.inputs.items() if p.range is None]
-        if missing:
-            raise ManifestError(f"{resolved.where(MANIFEST_FILE)}: inputs {missing} have no "
-                                "`range`; the distiller samples the teacher over the ranges")
-        if tolerance is None:
-            recorded = teacher.evaluation.metrics.get("nrmse") if teacher.evaluation else None
-            tolerance = max(2 * recorded, 1e-5) if recorded else 1e-5
-        from registry.tracking import mlflow_run
-
-        module = self._build(resolved)
-        name = name or f"{teacher.name}-distilled"
-        with mlflow_run("distill", root=self.root, run_name=f"distill-{teacher.name}",
-                        params={"teacher": teacher.ref, "name": name, "budget_s": budget_s,
-                                "tolerance": tolerance},
-                        tags={"git_commit": self.store.repo.head()}) as run:
-            result = run_distill(module, inputs={n: (p.unit, p.range)  # type: ignore[misc]
-                                                 for n, p in teacher.inputs.items()},
-                                 outputs={n: p.unit for n, p in teacher.outputs.items()},
-                                 budget_s=budget_s, tolerance=tolerance)
-            report = DistillReport(result, teacher.ref, None, None, None)
-            energy = result.energy
-            run.set_tags({"found": str(result.found),
-                          "energy_method": energy.method if energy else "none"})
-            run.log_metrics({**({"distill_energy_j": energy.energy_j,
-                                 "distill_cpu_s": energy.cpu_s} if energy else {}),
-                             **{f"nrmse_{o}": c.nrmse for o, c in result.chosen.items()},
-                             **{f"complexity_{o}": c.complexity
-                                for o, c in result.chosen.items()}})
-            if not result.found:
-                return report
-            manifest = result.manifest(name, distilled_from=teacher.ref,
-                                       summary=f"Equation distilled from {teacher.ref}")
-            manifest.provenance.mlflow = MlflowRun(run_id=run.run_id, experiment=run.experiment)
-            from registry.nn.equation import EquationModule
-            from registry.validation import validate_equations
-
-            student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
-                                     inputs=list(manifest.inputs))
-            report.student_cost = measure_cost(student, manifest)
-            report.teacher_cost = measure_cost(module, teacher)
-            run.log_metrics({"student_flops_per_sample": report.student_cost.flops.forward,
-                             "teacher_flops_per_sample": report.teacher_cost.flops.forward})
-        if out is not None:
-            folder = out / name
-            folder.mkdir(parents=True, exist_ok=True)
-            write_manifest(manifest, folder / MANIFEST_FILE)
-            result.plot(folder / "pareto.png")
-            (folder / "distill.json").write_text(json.dumps(
-                {**result.to_dict(), "teacher": teacher.ref, "tolerance": tolerance,
-                 "teacher_cost": report.teacher_cost.to_dict(),
-                 "student_cost": report.student_cost.to_dict()}, indent=2, default=str) + "\n")
-            report.folder = folder
-        return report
-
-    def _build(self, resolved: Resolved) -> PortModule:
-        """Build any kind of module; composites are rebuilt from their pinned spec."""
-        from registry.nn.build import build_module
-
-        manifest = resolved.manifest
-        if manifest.kind != "composite":
-            return build_module(resolved)
-        from registry.compose.module import load_composite
-
-        return load_composite(resolved, compose=self._compose)
-
-    def list(
-        self, *, kind: str | None = None, all_versions: bool = False
-    ) -> builtins.list[IndexRow]:
-        """Registered versions (the latest of each module unless `all_versions`)."""
-        from registry.reference import Version
-
-        rows = self.store.versions(kind=kind)
-        if all_versions:
-            return sorted(rows, key=lambda r: (r.name, Version.parse(r.version)))
-        latest: dict[str, IndexRow] = {}
-        for row in rows:
-            best = latest.get(row.name)
-            if best is None or _newer(row.version, best.version):
-                latest[row.name] = row
-        return [latest[name] for name in sorted(latest)]
-
-    def versions(self, name: str) -> builtins.list[IndexRow]:
-        from registry.reference import Version
-
-        return sorted(self.store.versions(name), key=lambda r: Version.parse(r.version))
-
-    def unregistered(self) -> builtins.list[str]:
-        """Modules in the working tree with no registered version."""
-        registered = {row.name for row in self.store.versions()}
-        return [n for n in self.store.workspace_names() if n not in registered]
-
-    def cost(self, ref: str) -> ModuleCost:
-        """Measure the module's cost afresh: FLOPs, parameters, latency, energy per sample."""
-        from registry.cost.measure import measure_cost
-
-        resolved = self.store.resolve(ref)
-        return measure_cost(self._build(resolved), resolved.manifest)
-
-    def evaluate(self, ref: str) -> dict[str, float]:
-        """Recompute accuracy metrics from the module's `evaluation` section."""
-        from registry.evaluation import evaluate
-
-        resolved = self.store.resolve(ref)
-        return evaluate(resolved, module=self._build(resolved), load=self.load)
-
-    def register(self, path: str | Path, *, bump: Bump | None = None) -> RegisterResult:
-        """Validate, measure metrics, fill provenance, commit and tag the module at `path`.
-
-        With `bump`, changed content is registered as the next version after the
-        latest instead of raising `VersionConflict`.
-        """
-        return self.store.register(Path(path), prepare=self._prepare, bump=bump)
-
-    def restore_tags(self) -> builtins.list[str]:
-        """Recreate version tags missing from this clone from the registration commits."""
-        return self.store.restore_tags()
+        return distill_registered(resolved, self.loader.build(resolved), root=local.root,
+                                  commit=local.repo.head(), budget_s=budget_s, name=name,
+                                  out=out, tolerance=tolerance)
 
     def promote(self, ref: str, stage: str) -> str:
         """Point `stage` at the version `ref` resolves to; returns the GTO stage tag."""
         return self.store.promote(ref, stage)
 
+    def restore_tags(self) -> builtins.list[str]:
+        """Recreate version tags missing from this clone from the registration commits."""
+        return self._local("restore-tags").restore_tags()
+
     def new(self, name: str, *, kind: str = "equation") -> Path:
         """Create `modules/<name>/` with a valid starting manifest of `kind`."""
+        from registry.scaffold import write_template
+
         parse_reference(name)
-        folder = self.root / MODULES_DIR / name
-        if folder.exists():
-            raise ManifestError(f"{folder}: already exists; pick another name or edit it")
-        if kind not in ("equation", "network"):
-            raise ManifestError(f"--kind: {kind!r} is not one of equation, network (composites "
-                                "come from `registry compose --register`)")
-        folder.mkdir(parents=True)
-        try:
-            write_manifest(_template(name, kind, folder), folder / MANIFEST_FILE)
-        except BaseException:
-            import shutil
+        return write_template(self._local("new").root / MODULES_DIR / name, name, kind)
 
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return folder
+    # the gate and publishing ---------------------------------------------------
 
-    def _prepare(self, workspace: Resolved) -> Manifest:
-        """Before a registration: load the module (hashes verified), measure cost and metrics."""
-        from registry.cost.measure import measure_cost
-        from registry.evaluation import evaluate
+    def check(self, *, base: str | None = None, all_modules: bool = False,
+              use_cache: bool = True) -> GateReport:
+        """The gate: validate, reproduce accuracy, hold budgets, refuse regressions."""
+        from registry.gate import run_gate
 
-        manifest = workspace.manifest
-        module = self._build(workspace)
-        update: dict[str, Any] = {"cost": measure_cost(module, manifest).to_cost(manifest.cost)}
-        if manifest.evaluation is not None:
-            metrics = evaluate(workspace, module=module, load=self.load)
-            update["evaluation"] = manifest.evaluation.model_copy(update={"metrics": metrics})
-        return manifest.model_copy(update=update)
+        return run_gate(self._local("check"), self.loader, base=base, all_modules=all_modules,
+                        use_cache=use_cache)
+
+    def diff(self, base: str, head: str | None = None) -> builtins.list[ModuleChange]:
+        """What changed in `modules/` from `base` to `head` (default: the working tree)."""
+        from registry.gate.diff import diff_revisions
+
+        return diff_revisions(self._local("diff"), base, head)
+
+    def publish(self, ref: str, *, tracking_uri: str | None = None) -> PublishResult:
+        """Publish a registered version as an MLflow pyfunc model under its own name."""
+        from registry.mlflow.publish import publish_mlflow
+
+        return publish_mlflow(self._local("publish"), self.loader, ref,
+                              tracking_uri=tracking_uri)
 
 
-@dataclass
-class DistillReport:
-    """What `Registry.distill` found, and the cost of the student beside the teacher's."""
+def open(path: str | Path | None = None, *, token: str | None = None,
+         cache_dir: str | Path | None = None, timeout: float = 30.0) -> Registry:
+    """The registry at `path`: a server URL, a published model's bundle, or a repository.
 
-    result: DistillResult
-    teacher: str
-    folder: Path | None
-    teacher_cost: ModuleCost | None
-    student_cost: ModuleCost | None
+    Without `path`: `REGISTRY_URL` when set, else the repository around
+    `REGISTRY_ROOT` (default: the cwd). `token`, `cache_dir` and `timeout` are
+    for a server.
+    """
+    if path is None:
+        path = os.environ.get("REGISTRY_URL") or os.environ.get("REGISTRY_ROOT", ".")
+    text = str(path)
+    if text.startswith(("http://", "https://")):
+        from registry.store.http import HttpStore
 
+        return Registry(HttpStore(text, token=token, cache_dir=cache_dir, timeout=timeout))
+    from registry.store.bundle import BundleStore, is_bundle
 
-def _newer(a: str, b: str) -> bool:
-    from registry.reference import Version
+    if is_bundle(Path(path)):
+        return Registry(BundleStore(Path(path)))
+    from registry.store.git import find_root
+    from registry.store.local import LocalStore
 
-    va, vb = Version.parse(a), Version.parse(b)
-    if bool(va.pre) != bool(vb.pre):
-        return not va.pre  # a release beats any pre-release for "latest"
-    return va > vb
-
-
-def _template(name: str, kind: str, folder: Path) -> Manifest:
-    base: dict[str, Any] = {
-        "name": name, "version": "0.1.0", "kind": kind,
-        "summary": "Describe what this module computes",
-        "inputs": {"x": {"unit": "m", "range": [0.0, 1.0]}},
-        "outputs": {"y": {"unit": "m"}},
-    }
-    if kind == "equation":
-        base["equation"] = {"y": "a*x"}
-        base["constants"] = {"a": {"value": 1.0, "unit": "1", "trainable": True}}
-        base["evaluation"] = {"reference": {"equation": {"y": "a*x"}}, "sample": {"n": 1024}}
-    else:
-        from registry.nn.network import NetworkModule
-        from registry.nn.weights import save_weights
-
-        config = {"hidden": [32, 32], "activation": "tanh"}
-        sha = save_weights(NetworkModule("mlp", config, inputs=["x"], outputs=["y"]),
-                           folder / "weights.safetensors")
-        base["network"] = {"arch": "mlp", "config": config,
-                           "weights": {"path": "weights.safetensors", "sha256": sha}}
-        base["provenance"] = {"source": "trained"}
-    return Manifest.model_validate(base)
-
-
-def open(path: str | Path | None = None) -> Registry:
-    """The registry around `path` (default: `REGISTRY_ROOT`, else the cwd)."""
-    start = Path(path) if path is not None else Path(os.environ.get("REGISTRY_ROOT", "."))
-    return Registry(find_root(start))
+    return Registry(LocalStore(find_root(Path(path))))
 
 
 def schema() -> dict[str, Any]:

@@ -39,9 +39,10 @@ def _options(
 
 
 def _registry() -> Any:
+    """The local repository (around $REGISTRY_ROOT, else the cwd)."""
     from registry import api
 
-    return api.open()
+    return api.open(os.environ.get("REGISTRY_ROOT", "."))
 
 
 RemoteOption = Annotated[str | None, typer.Option(
@@ -51,12 +52,10 @@ RemoteOption = Annotated[str | None, typer.Option(
 
 def _registry_or_remote(remote: str | None) -> Any:
     """The server at `remote` (or $REGISTRY_URL) when one is given, else the local registry."""
-    url = remote or os.environ.get("REGISTRY_URL")
-    if url:
-        from registry.store.remote import RemoteRegistry
+    from registry import api
 
-        return RemoteRegistry(url)
-    return _registry()
+    url = remote or os.environ.get("REGISTRY_URL")
+    return api.open(url) if url else _registry()
 
 
 def _print_json(data: Any) -> None:
@@ -94,7 +93,7 @@ def list_(
 @app.command()
 def show(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
     """Show the manifest a reference resolves to (e.g. `gravity@^1`, `drag#prod`)."""
-    from registry.spec import dump_manifest
+    from registry.core.manifest import dump_manifest
 
     reg = _registry_or_remote(remote)
     resolved = reg.resolve(ref)
@@ -272,17 +271,17 @@ def train(
     reg = _registry()
     with np.load(data, allow_pickle=False) as arrays:
         loaded = {k: arrays[k] for k in arrays.files}
-    net, result, energy, run_id = reg.train(spec, loaded, target=target.value, max_epochs=epochs,
-                                            batch=batch, lr=lr, target_nrmse=target_nrmse,
-                                            progress=not as_json)
+    trained = reg.train(spec, loaded, target=target.value, max_epochs=epochs, batch=batch, lr=lr,
+                        target_nrmse=target_nrmse, progress=not as_json)
+    result, energy = trained.result, trained.energy
     report: dict[str, Any] = {"epochs": result.epochs, "stopped_early": result.stopped_early,
                               "val_metrics": result.metrics, "train_flops": result.train_flops,
                               "energy_j": energy.energy_j, "energy_method": energy.method,
-                              "cpu_s": energy.cpu_s, "mlflow_run_id": run_id}
+                              "cpu_s": energy.cpu_s, "mlflow_run_id": trained.run_id}
     if register_as is not None:
-        training = energy.to_training_cost().model_copy(update={"flops": result.train_flops})
-        registered = reg.register_composite(net, name=register_as, training=training,
-                                            mlflow_run_id=run_id)
+        registered = reg.register_composite(trained.net, name=register_as,
+                                            training=trained.training_cost(),
+                                            mlflow_run_id=trained.run_id)
         report["registered"] = registered.tag
     if as_json:
         _print_json(report)
@@ -353,9 +352,9 @@ def check(
 ) -> None:
     """The gate: validate, reproduce accuracy, hold budgets, refuse regressions. Exit 1 on
     any failure; the Markdown report also goes to $GITHUB_STEP_SUMMARY when set."""
-    from registry.gate import run_gate, write_step_summary
+    from registry.gate import write_step_summary
 
-    report = run_gate(_registry(), base=base, all_modules=all_modules, use_cache=not no_cache)
+    report = _registry().check(base=base, all_modules=all_modules, use_cache=not no_cache)
     markdown = report.to_markdown()
     text = report.to_json() + "\n" if fmt is ReportFormat.json else markdown
     typer.echo(text, nl=False)
@@ -380,9 +379,9 @@ def diff(
 ) -> None:
     """What changed in modules/ between two revisions: added, removed, bumped; accuracy and
     cost deltas."""
-    from registry.gate.diff import diff_revisions, to_markdown
+    from registry.gate.diff import to_markdown
 
-    changes = diff_revisions(_registry(), base, head)
+    changes = _registry().diff(base, head)
     if fmt is ReportFormat.json:
         _print_json([c.to_dict() for c in changes])
     else:
@@ -402,9 +401,7 @@ def publish(
     """Publish a module as an MLflow pyfunc model, registered under its own name."""
     if not mlflow:
         raise RegistryError("say where to publish: `--mlflow` (the MLflow Model Registry)")
-    from registry.publish import publish_mlflow
-
-    result = publish_mlflow(_registry(), ref, tracking_uri=tracking_uri)
+    result = _registry().publish(ref, tracking_uri=tracking_uri)
     if as_json:
         _print_json(result.to_dict())
         return
@@ -440,9 +437,8 @@ def serve(
     import uvicorn
 
     from registry.server.app import settings_from_env
-    from registry.store.git import find_root
 
-    root = find_root(Path(os.environ.get("REGISTRY_ROOT", ".")))
+    root = _registry().root
     os.environ["REGISTRY_ROOT"] = str(root)
     if token_file is not None:
         os.environ["REGISTRY_TOKEN_FILE"] = str(token_file.resolve())

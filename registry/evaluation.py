@@ -9,7 +9,7 @@ Metrics (the worst over outputs): `rmse`, `nrmse` (rmse / std of the truth),
 `r2`, `max_rel_error` (max |error| / max |truth|).
 
 Example:
-    >>> evaluate(resolved, module=gravity, load=api.load)
+    >>> evaluate(resolved, module=gravity, load=loader.load)
     {'rmse': 1.1e-17, 'nrmse': 3.2e-08, 'r2': 1.0, 'max_rel_error': 1.9e-07}
 """
 
@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from registry.errors import IntegrityError, ManifestError
-from registry.spec import Manifest, Sample, sha256_bytes
+from registry.core.integrity import verify
+from registry.core.manifest import Manifest, Sample
+from registry.errors import ManifestError
 
 if TYPE_CHECKING:
     import torch
 
-    from registry.store.store import Resolved
+    from registry.store.base import Resolved
 
 __all__ = ["compute_metrics", "evaluate", "sample_inputs"]
 
@@ -87,11 +88,8 @@ def evaluate(resolved: Resolved, *, module: torch.nn.Module,
 
 def _read_data(resolved: Resolved, path: str, sha256: str) -> tuple[np.ndarray, np.ndarray]:
     manifest = resolved.manifest
-    data = resolved.read(path)
-    if sha256_bytes(data) != sha256:
-        raise IntegrityError(f"{resolved.where(path)}: sha256 is {sha256_bytes(data)}, the "
-                             f"manifest records {sha256}; restore the file or update "
-                             "`evaluation.data.sha256`")
+    data = verify(resolved.read(path), sha256, where=resolved.where(path),
+                  field="evaluation.data")
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         missing = [n for n in [*manifest.inputs, *manifest.outputs] if n not in arrays]
         if missing:
@@ -106,7 +104,7 @@ def _reference_truth(manifest: Manifest, reference: object, x: np.ndarray, *, wh
                      load: Callable[[str], torch.nn.Module]) -> np.ndarray:
     import torch
 
-    from registry.expr import parse_expression
+    from registry.core.expr import parse_expression
     from registry.nn.equation import EquationModule
 
     truth_module: torch.nn.Module

@@ -53,11 +53,11 @@ class RegistryCollector(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         from registry.store.git import find_root
-        from registry.store.store import Store
+        from registry.store.local import LocalStore
 
         option = self.config.getoption("registry_root")
         root = Path(option).resolve() if option else find_root()
-        names = Store(root).workspace_names()
+        names = LocalStore(root).workspace_names()
         if not names:
             raise pytest.UsageError(f"--registry: no modules under {root}/modules/")
         for name in names:
@@ -93,10 +93,9 @@ class CheckItem(pytest.Item):
         reports = self.config.stash[_REPORTS]
         if self.module not in reports:
             import registry
-            from registry.gate import run_gate
 
             base = self.config.getoption("registry_base")
-            gate = run_gate(registry.open(self.root), base=base, all_modules=True)
+            gate = registry.open(self.root).check(base=base, all_modules=True)
             reports.update({m.name: m for m in gate.modules})
         return reports[self.module]
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 import registry
-from registry.compose import Builder, parse_spec
+from registry.composition import Builder, parse_spec
 from registry.errors import CompositionError
 
 G, M_EARTH, R_EARTH = 6.6743e-11, 5.972e24, 6.371e6
@@ -163,7 +163,7 @@ def test_derivative_training_learns_the_missing_term(seeded) -> None:
             "vx": rng.uniform(5, 25, n), "vy": rng.uniform(-20, 20, n)}
     data |= {"d_x": data["vx"], "d_y": data["vy"], "d_vx": np.zeros(n),
              "d_vy": -9.81 + 0.05 * data["vy"]}  # a small, unknown lift the MLP must learn
-    from registry.compose.train import train_composite
+    from registry.composition.train import train_composite
 
     result = train_composite(net, data, target="derivatives", max_epochs=60, lr=0.02, batch=64,
                              target_nrmse=0.01, progress=False)

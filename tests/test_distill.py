@@ -1,4 +1,4 @@
-"""The distiller: each engine step on small known cases, the black-box contract, bad input."""
+"""The distiller: each distiller step on small known cases, the black-box contract, bad input."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 import sympy
 import torch
 
-from registry.distill import distill, pareto_front
-from registry.distill.dimensions import alternative_reductions, reduce_dimensions
-from registry.distill.engine import Candidate, evaluate
-from registry.distill.quick import library, power_law, power_law_scaled, rational
-from registry.distill.search import search, search_many, to_sympy
-from registry.distill.structure import irrelevant_inputs, separable, translation_pairs
-from registry.expr import parse_expression, symbol
+from registry.core.expr import parse_expression, symbol
+from registry.distillation import distill, pareto_front
+from registry.distillation.candidates import Candidate, evaluate
+from registry.distillation.dimensions import alternative_reductions, reduce_dimensions
+from registry.distillation.quick import library, power_law, power_law_scaled, rational
+from registry.distillation.search import search, search_many, to_sympy
+from registry.distillation.structure import irrelevant_inputs, separable, translation_pairs
 
 
 def columns(fn):
@@ -296,7 +296,7 @@ def test_drag_net_distils_to_the_exact_quadratic_law(reg, repo: Path, tmp_path: 
 def test_a_log_fit_with_a_huge_constant_does_not_crash_the_back_transform() -> None:
     """A fit of log f with constant 800 has e^800 outside floating point: the candidate
     is kept in sympy's own numbers (and then fails on evaluation), not a crash."""
-    from registry.distill.engine import _back, _transforms
+    from registry.distillation.transforms import _back, _transforms
 
     log = next(t for t in _transforms(np.array([1.0, 2.0])) if t.name == "log")
     law = _back(log, sympy.Float(800.0) + symbol("x"), 1.0)
@@ -307,7 +307,7 @@ def test_a_log_fit_with_a_huge_constant_does_not_crash_the_back_transform() -> N
 def test_snapping_prefers_the_simplest_number_the_teacher_allows() -> None:
     """With a network's 0.1 % error both 44/7 and 2π fit 6.2857 (II.34.29b, g·μ·B·J/ħ):
     the simpler, 2π, is the law; 3/(20π) needs a denominator of 20."""
-    from registry.distill.engine import snap_constants
+    from registry.distillation.snapping import snap_constants
 
     b, h = RNG.uniform(1, 5, 500), RNG.uniform(1, 5, 500)
     noise = 1 + 1e-3 * np.random.default_rng(3).normal(size=500)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from registry.errors import ExpressionError
-from registry.expr import FUNCTIONS, format_expression, parse_expression, symbol
+from registry.core.expr import FUNCTIONS, format_expression, parse_expression, symbol
 
 NAMES = ("x", "y", "z_1")
 x, y, z_1 = (symbol(n) for n in NAMES)

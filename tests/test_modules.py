@@ -9,7 +9,7 @@ import torch
 
 import registry
 from registry.evaluation import sample_inputs
-from registry.spec import Sample, load_manifest
+from registry.core.manifest import Sample, load_manifest
 from tests.conftest import MODULES, PROJECT, git
 
 NAMES = sorted(p.parent.name for p in MODULES.glob("*/module.yaml"))
@@ -83,7 +83,7 @@ def test_dict_call_matches_tensor_call(reg, name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in NAMES
                                   if load_manifest(MODULES / n).kind == "equation"])
 def test_sympy_round_trip(reg, name: str) -> None:
-    from registry.expr import format_expression, parse_expression
+    from registry.core.expr import format_expression, parse_expression
     from registry.nn.equation import EquationModule
 
     module = reg.load(f"{name}@workspace")

@@ -10,7 +10,7 @@ import torch
 
 import registry
 from registry.errors import ExpressionError, IntegrityError, ManifestError
-from registry.expr import parse_expression, symbol
+from registry.core.expr import parse_expression, symbol
 from registry.nn.equation import EquationModule
 from registry.nn.network import NetworkModule
 

@@ -42,7 +42,7 @@ print("ANSWER " + json.dumps(answer))
 def published(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """gravity (in stage prod) and drag-net published to a fresh SQLite tracking store."""
     import registry
-    from registry.publish import publish_mlflow
+
 
     tmp = tmp_path_factory.mktemp("publish")
     repo = make_repo(tmp / "repo", ["gravity", "drag", "drag-net"])
@@ -52,7 +52,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     reg.promote("gravity@1.0.0", "prod")
     reg.register_composite(falling(reg), name="falling")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    results = {ref: publish_mlflow(reg, ref, tracking_uri=uri)
+    results = {ref: reg.publish(ref, tracking_uri=uri)
                for ref in ("gravity#prod", "drag-net@1.0.0", "falling@1.0.0")}
     return SimpleNamespace(repo=repo, reg=reg, uri=uri, tmp=tmp, results=results)
 
@@ -61,7 +61,7 @@ def falling(reg: Any) -> Any:
     """A composite of gravity and drag with a residual MLP whose (perturbed) weights matter."""
     import torch
 
-    from registry.compose import Builder
+    from registry.composition import Builder
 
     net = (Builder("falling", summary="Vertical acceleration of a falling body")
            .input("y", "m", range=(0.0, 100.0)).input("m", "kg", range=(0.1, 10.0))
@@ -155,9 +155,9 @@ def test_result_and_version_tags(published: SimpleNamespace) -> None:
 def test_publishing_again_reuses_the_version(published: SimpleNamespace) -> None:
     from mlflow import MlflowClient
 
-    from registry.publish import publish_mlflow
 
-    again = publish_mlflow(published.reg, "gravity@1.0.0", tracking_uri=published.uri)
+
+    again = published.reg.publish("gravity@1.0.0", tracking_uri=published.uri)
     first = published.results["gravity#prod"]
     assert not again.created
     assert (again.mlflow_version, again.run_id) == (first.mlflow_version, first.run_id)
@@ -171,56 +171,56 @@ def test_publish_leaves_the_process_tracking_uri_alone(published: SimpleNamespac
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from registry.publish import publish_mlflow
+
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    publish_mlflow(published.reg, "drag-net@1.0.0", tracking_uri=published.uri)
+    published.reg.publish("drag-net@1.0.0", tracking_uri=published.uri)
     assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_stage_alias_follows_the_stage(published: SimpleNamespace) -> None:
     from mlflow import MlflowClient
 
-    from registry.publish import publish_mlflow
+
 
     reg, repo, uri = published.reg, published.repo, published.uri
     reg.promote("drag@1.0.0", "prod")
-    assert publish_mlflow(reg, "drag#prod", tracking_uri=uri).aliases == ["v1_0_0", "prod"]
+    assert reg.publish("drag#prod", tracking_uri=uri).aliases == ["v1_0_0", "prod"]
     path = repo / "modules" / "drag" / "module.yaml"
     data = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**data, "version": "1.1.0"}, sort_keys=False))
     reg.register(repo / "modules" / "drag")
     reg.promote("drag@1.1.0", "prod")
     client = MlflowClient(tracking_uri=uri)
-    stale = publish_mlflow(reg, "drag@1.0.0", tracking_uri=uri)  # prod moved away from it
+    stale = reg.publish("drag@1.0.0", tracking_uri=uri)  # prod moved away from it
     assert (stale.created, stale.aliases) == (False, ["v1_0_0"])
     assert "prod" not in client.get_registered_model("drag").aliases
-    moved = publish_mlflow(reg, "drag#prod", tracking_uri=uri)
+    moved = reg.publish("drag#prod", tracking_uri=uri)
     assert (moved.ref, moved.mlflow_version, moved.aliases) == ("drag@1.1.0", "2",
                                                                  ["v1_1_0", "prod"])
-    old = publish_mlflow(reg, "drag@1.0.0", tracking_uri=uri)
+    old = reg.publish("drag@1.0.0", tracking_uri=uri)
     assert (old.created, old.mlflow_version, old.aliases) == (False, "1", ["v1_0_0"])
     assert str(client.get_model_version_by_alias("drag", "prod").version) == "2"
     assert str(client.get_model_version_by_alias("drag", "v1_0_0").version) == "1"
 
 
 def test_bad_refs_are_registry_errors(published: SimpleNamespace) -> None:
-    from registry.publish import publish_mlflow
+
 
     with pytest.raises(NotFound, match=r"gravity@9\.9\.9") as missing:
-        publish_mlflow(published.reg, "gravity@9.9.9", tracking_uri=published.uri)
+        published.reg.publish("gravity@9.9.9", tracking_uri=published.uri)
     assert "\n" not in str(missing.value)
     with pytest.raises(NotFound, match="only registered versions can be published"):
-        publish_mlflow(published.reg, "gravity@workspace", tracking_uri=published.uri)
+        published.reg.publish("gravity@workspace", tracking_uri=published.uri)
     with pytest.raises(RegistryError, match="registry list"):
-        publish_mlflow(published.reg, "no-such-module", tracking_uri=published.uri)
+        published.reg.publish("no-such-module", tracking_uri=published.uri)
 
 
 def test_unusable_tracking_uri_is_one_line(published: SimpleNamespace) -> None:
-    from registry.publish import PublishError, publish_mlflow
+    from registry.errors import PublishError
 
     with pytest.raises(PublishError, match=r"gravity@1\.0\.0 to MLflow at nope://x") as failed:
-        publish_mlflow(published.reg, "gravity@1.0.0", tracking_uri="nope://x")
+        published.reg.publish("gravity@1.0.0", tracking_uri="nope://x")
     assert "\n" not in str(failed.value)
 
 
@@ -269,12 +269,12 @@ def test_bundle_is_verified_and_self_contained(published: SimpleNamespace, tmp_p
     import torch
 
     from registry.errors import IntegrityError
-    from registry.mlflow_model import load_bundle
-    from registry.publish import write_bundle
+    from registry.mlflow.publish import write_bundle
+    from registry.mlflow.pyfunc import load_bundle
 
     reg = published.reg
     bundle = tmp_path / "bundle"
-    write_bundle(reg, reg.resolve("drag-net@1.0.0"), bundle)
+    write_bundle(reg.store, reg.loader, reg.resolve("drag-net@1.0.0"), bundle)
     module, ref = load_bundle(bundle)
     assert ref == "drag-net@1.0.0"
     x = torch.rand(8, 4)
@@ -288,11 +288,11 @@ def test_bundle_is_verified_and_self_contained(published: SimpleNamespace, tmp_p
 def test_composite_bundle_carries_its_parents(published: SimpleNamespace, tmp_path: Path) -> None:
     import torch
 
-    from registry.mlflow_model import load_bundle
-    from registry.publish import write_bundle
+    from registry.mlflow.publish import write_bundle
+    from registry.mlflow.pyfunc import load_bundle
 
     reg = published.reg
-    index = write_bundle(reg, reg.resolve("falling@1.0.0"), tmp_path / "bundle")
+    index = write_bundle(reg.store, reg.loader, reg.resolve("falling@1.0.0"), tmp_path / "bundle")
     assert sorted(index["modules"]) == ["drag@1.0.0", "falling@1.0.0", "gravity@1.0.0"]
     assert sorted(index["modules"]["falling@1.0.0"]["files"]) == ["compose.yaml", "module.yaml",
                                                                  "weights.safetensors"]

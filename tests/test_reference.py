@@ -7,7 +7,7 @@ import random
 import pytest
 
 from registry.errors import NotFound
-from registry.reference import Reference, Version, parse_reference
+from registry.core.reference import Reference, Version, parse_reference
 
 # --------------------------------------------------------------------------- parse_reference
 

@@ -20,8 +20,16 @@ import pytest
 import yaml
 
 import registry
-from registry.errors import IntegrityError, NotFound, RegistryError, VersionConflict
-from registry.store.remote import RemoteRegistry, ServerUnreachable, Unauthorized
+from registry.api import Registry
+from registry.errors import (
+    IntegrityError,
+    NotFound,
+    RegistryError,
+    ServerUnreachable,
+    Unauthorized,
+    VersionConflict,
+)
+from registry.store.http import HttpStore
 from tests.conftest import git, make_repo
 
 TOKEN = "test-token-0123456789"
@@ -51,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     """A registry with gravity, drag, drag-net and a composite, served on a free port."""
     import uvicorn
 
-    from registry.compose import parse_spec
+    from registry.composition import parse_spec
     from registry.server.app import Settings, create_app
 
     root = make_repo(tmp_path_factory.mktemp("served") / "repo", ["gravity", "drag", "drag-net"])
@@ -138,7 +146,7 @@ def test_cli_list_remote_shows_the_servers_modules(url: str, tmp_path: Path) -> 
 
 
 def test_promote_and_resolve_a_stage_remotely(url: str, tmp_path: Path) -> None:
-    remote = RemoteRegistry(url, token=TOKEN, cache_dir=tmp_path / "cache")
+    remote = registry.open(url, token=TOKEN, cache_dir=tmp_path / "cache")
     assert remote.promote("drag@^1", "staging").startswith("drag#staging#")
     resolved = remote.resolve("drag#staging")
     assert (resolved.exact, resolved.tag, resolved.stages) == ("drag@1.0.0", "drag@v1.0.0",
@@ -195,7 +203,7 @@ def test_cli_register_remote_uploads_with_the_token(url: str, root: Path, tmp_pa
                 env={"REGISTRY_TOKEN": TOKEN})
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)[0]["created"] is False
-    assert RemoteRegistry(url).get("gravity-two").version == "2.0.0"
+    assert registry.open(url).get("gravity-two").version == "2.0.0"
 
 
 def test_server_down_is_one_line_naming_the_url(tmp_path: Path) -> None:
@@ -216,13 +224,13 @@ def test_remote_errors_are_the_registrys_errors(url: str, tmp_path: Path) -> Non
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: no module `nothing`; `registry list` shows what "
                                      "exists")
-    remote = RemoteRegistry(url, cache_dir=tmp_path / "cache")
+    remote = registry.open(url, cache_dir=tmp_path / "cache")
     with pytest.raises(NotFound, match=r"no version of `gravity` matches `gravity@9\.9\.9`"):
         remote.get("gravity@9.9.9")
     with pytest.raises(NotFound, match="is not a module reference"):
         remote.get("Gravity!")
     with pytest.raises(RegistryError, match="must start with http"):
-        RemoteRegistry("localhost:8000")
+        HttpStore("localhost:8000")
 
 
 def test_a_changed_version_is_a_conflict(url: str, root: Path, tmp_path: Path) -> None:
@@ -230,11 +238,11 @@ def test_a_changed_version_is_a_conflict(url: str, root: Path, tmp_path: Path) -
     shutil.copytree(root / "modules" / "gravity", folder)
     path = folder / "module.yaml"
     path.write_text(path.read_text().replace("Newtonian attraction", "Attraction"))
-    remote = RemoteRegistry(url, token=TOKEN, cache_dir=tmp_path / "cache")
+    remote = registry.open(url, token=TOKEN, cache_dir=tmp_path / "cache")
     with pytest.raises(VersionConflict, match=r"gravity@1\.0\.0 is already registered"):
         remote.register(folder)
     with pytest.raises(Unauthorized, match="REGISTRY_TOKEN"):
-        RemoteRegistry(url, token="nope").register(folder)
+        registry.open(url, token="nope").register(folder)
 
 
 # loading -----------------------------------------------------------------------------------------
@@ -247,7 +255,7 @@ def test_loaded_modules_compute_what_local_ones_do(url: str, root: Path, cache: 
     import torch
 
     local = registry.open(root).load(ref)
-    remote = RemoteRegistry(url, cache_dir=cache).load(ref)
+    remote = registry.open(url, cache_dir=cache).load(ref)
     assert type(remote) is type(local)
     assert (remote.input_names, remote.output_names) == (local.input_names, local.output_names)
     x = torch.rand(16, len(local.input_names), generator=torch.Generator().manual_seed(0)) + 0.5
@@ -260,7 +268,7 @@ def test_loaded_modules_compute_what_local_ones_do(url: str, root: Path, cache: 
 def test_a_composite_fetches_its_parents_by_their_pinned_versions(url: str, root: Path,
                                                                   cache: Path) -> None:
     reg = registry.open(root)
-    RemoteRegistry(url, cache_dir=cache).load(COMPOSITE)
+    registry.open(url, cache_dir=cache).load(COMPOSITE)
     composite = reg.get(COMPOSITE)
     assert composite.composition is not None and composite.composition.weights is not None
     parent = reg.get("drag-net@1.0.0")
@@ -275,7 +283,7 @@ def test_a_tampered_cache_file_is_detected_and_fetched_again(
 ) -> None:
     import torch
 
-    remote = RemoteRegistry(url, cache_dir=cache)
+    remote = registry.open(url, cache_dir=cache)
     first = remote.load("drag-net@1.0.0")
     (cached,) = list(cache.iterdir())
     good = cached.read_bytes()
@@ -290,9 +298,9 @@ def test_a_tampered_cache_file_is_detected_and_fetched_again(
 
 
 def test_an_intact_cache_needs_no_download(url: str, cache: Path) -> None:
-    RemoteRegistry(url, cache_dir=cache).load("drag-net@1.0.0")
+    registry.open(url, cache_dir=cache).load("drag-net@1.0.0")
     requests: list[str] = []
-    remote = RemoteRegistry(url, cache_dir=cache)
+    remote = registry.open(url, cache_dir=cache)
     client = remote._http()
     client.event_hooks["request"].append(lambda request: requests.append(request.url.path))
     remote.load("drag-net@1.0.0")
@@ -303,11 +311,11 @@ def test_an_intact_cache_needs_no_download(url: str, cache: Path) -> None:
 
 
 def _lying_remote(url: str, cache: Path, *, body: bytes | None = None,
-                  announce: str | None = None) -> RemoteRegistry:
+                  announce: str | None = None) -> Registry:
     """A client whose file downloads are altered between the real server and the client."""
     import httpx
 
-    remote = RemoteRegistry(url, cache_dir=cache)
+    remote = registry.open(url, cache_dir=cache)
     real = httpx.Client(base_url=url)
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -342,7 +350,7 @@ def test_a_server_that_stops_answering_times_out_in_one_line(tmp_path: Path) -> 
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        remote = RemoteRegistry(f"http://127.0.0.1:{port}", timeout=0.5,
+        remote = registry.open(f"http://127.0.0.1:{port}", timeout=0.5,
                                 cache_dir=tmp_path / "cache")
         with pytest.raises(ServerUnreachable, match=r"did not answer within 0\.5 s; is the "
                            r"server running\?"):

@@ -551,7 +551,7 @@ def test_unexpected_errors_are_500_without_a_trace(served: tuple[Path, TestClien
 
 def test_registry_error_statuses() -> None:
     from registry import errors
-    from registry.server.errors import registry_status
+    from registry.errors import wire_status as registry_status
 
     assert registry_status(errors.NotFound("x")) == (404, "not_found")
     assert registry_status(errors.VersionConflict("x")) == (409, "version_conflict")

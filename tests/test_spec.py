@@ -7,7 +7,7 @@ import json
 import pytest
 
 from registry.errors import ManifestError
-from registry.spec import Manifest, dump_manifest, load_manifest, parse_manifest
+from registry.core.manifest import Manifest, dump_manifest, load_manifest, parse_manifest
 
 SOURCE = "modules/gravity/module.yaml"
 

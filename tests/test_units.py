@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from registry.errors import UnitError
-from registry.expr import parse_expression
-from registry.units import check_equation_units, dimension_of, parse_unit, same_unit
+from registry.core.expr import parse_expression
+from registry.core.units import check_equation_units, dimension_of, parse_unit, same_unit
 
 GRAVITY_UNITS = {"G": "m^3 kg^-1 s^-2", "m1": "kg", "m2": "kg", "r": "m"}
 WHERE = "modules/gravity/module.yaml: equation.F"

@@ -32,7 +32,7 @@ from typing import Any
 
 from registry.cost.carbon import check_pue, co2_kg, default_pue, default_region, grid_intensity
 from registry.errors import RegistryError
-from registry.spec import TrainingCost
+from registry.core.manifest import TrainingCost
 
 __all__ = ["CombinedMeter", "EnergyReport", "EnergyTracker", "FakeMeter", "Meter", "NvmlMeter",
            "PowerModelMeter", "RaplMeter", "describe_cpu", "select_meter", "track_energy"]

@@ -1,6 +1,6 @@
 """Exact, machine-independent FLOP counts per sample.
 
-Equations are counted from their lowered op tree (`registry.lowering`), networks
+Equations are counted from their lowered op tree (`registry.core.lowering`), networks
 by running them under `torch.utils.flop_counter.FlopCounterMode`, extended with
 the elementwise formulas below (it counts only matmuls and convolutions by
 itself, so `G*m1*m2/r**2` would be 0). Both use one published weight table,
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from registry.lowering import lower, walk_ops
+from registry.core.lowering import lower, walk_ops
 
 if TYPE_CHECKING:
     import torch

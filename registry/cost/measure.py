@@ -22,7 +22,7 @@ from registry.cost.latency import Latency, measure_latency, time_calls
 if TYPE_CHECKING:
     import torch
 
-    from registry.spec import Cost, Manifest
+    from registry.core.manifest import Cost, Manifest
 
 __all__ = ["ModuleCost", "count_flops", "measure_cost"]
 
@@ -41,7 +41,7 @@ class ModuleCost:
 
     def to_cost(self, previous: Cost | None = None) -> Cost:
         """The manifest's `cost` section (keeping a recorded `training` cost)."""
-        from registry.spec import Cost, Measured
+        from registry.core.manifest import Cost, Measured
 
         return Cost(
             flops_per_sample=self.flops.forward,
@@ -70,7 +70,7 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
 
     from registry.cost.energy import track_energy
     from registry.evaluation import sample_inputs
-    from registry.spec import Sample
+    from registry.core.manifest import Sample
 
     x = torch.as_tensor(sample_inputs(manifest, Sample(n=max(batch, FLOP_BATCH), seed=0),
                                       where=manifest.ref), dtype=torch.float32)
@@ -97,7 +97,7 @@ def count_flops(module: torch.nn.Module, manifest: Manifest,
         import torch
 
         from registry.evaluation import sample_inputs
-        from registry.spec import Sample
+        from registry.core.manifest import Sample
 
         drawn = sample_inputs(manifest, Sample(n=max(LATENCY_BATCH, FLOP_BATCH), seed=0),
                               where=manifest.ref)

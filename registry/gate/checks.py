@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 from registry.errors import RegistryError
 
 if TYPE_CHECKING:
-    from registry.api import Registry
-    from registry.spec import Manifest
-    from registry.store.store import Resolved
+    from registry.core.manifest import Manifest
+    from registry.loading import Loader
+    from registry.store.base import Resolved
+    from registry.store.local import LocalStore
 
 __all__ = ["CHECKS", "CheckResult", "ModuleReport", "check_module"]
 
@@ -82,13 +83,13 @@ def _g(value: float) -> str:
     return f"{value:.6g}"
 
 
-def check_module(reg: Registry, name: str, *, base: Manifest | None,
+def check_module(store: LocalStore, loader: Loader, name: str, *, base: Manifest | None,
                  base_tree_matches: bool, change: str) -> ModuleReport:
     """Run every check on the working-tree module `name` against its `base` manifest."""
     results: list[CheckResult] = []
     version = "?"
     try:
-        resolved = reg.resolve(f"{name}@workspace")
+        resolved = store.resolve(f"{name}@workspace")
     except RegistryError as exc:
         results.append(CheckResult("schema", "fail", detail=str(exc)))
         results += [CheckResult(c, "skip", detail="the manifest does not load")
@@ -100,8 +101,8 @@ def check_module(reg: Registry, name: str, *, base: Manifest | None,
     steps: list[tuple[str, Callable[[], Iterator[CheckResult]]]] = [
         ("units", lambda: _units(manifest, resolved)),
         ("integrity", lambda: _integrity(manifest, resolved)),
-        ("parents", lambda: _parents(reg, manifest)),
-        ("version", lambda: _version(reg, manifest, base, base_tree_matches)),
+        ("parents", lambda: _parents(store, manifest)),
+        ("version", lambda: _version(store, manifest, base, base_tree_matches)),
     ]
     for check, step in steps:
         results += _guarded(check, step)
@@ -110,8 +111,8 @@ def check_module(reg: Registry, name: str, *, base: Manifest | None,
                     for c in ("accuracy", "budget", "regression")]
         return ModuleReport(name, version, change, results)
     measured: dict[str, Any] = {}
-    results += _guarded("accuracy", lambda: _accuracy(reg, manifest, measured))
-    results += _guarded("cost", lambda: _compute(reg, manifest, measured))
+    results += _guarded("accuracy", lambda: _accuracy(loader, resolved, measured))
+    results += _guarded("cost", lambda: _compute(loader, resolved, measured))
     if "flops" not in measured:
         results += [CheckResult(c, "skip", detail="the module could not be measured")
                     for c in ("budget", "regression")]
@@ -133,7 +134,7 @@ def _guarded(check: str, step: Callable[[], Iterator[CheckResult]]) -> list[Chec
 
 
 def _units(manifest: Manifest, resolved: Resolved) -> Iterator[CheckResult]:
-    from registry.validation import validate_equations
+    from registry.core.semantics import validate_equations
 
     try:
         validate_equations(manifest, source=resolved.where("module.yaml"))
@@ -146,16 +147,10 @@ def _units(manifest: Manifest, resolved: Resolved) -> Iterator[CheckResult]:
 
 
 def _integrity(manifest: Manifest, resolved: Resolved) -> Iterator[CheckResult]:
-    files: list[tuple[str, str, str]] = []  # (field, path, sha256)
-    if manifest.network is not None:
-        files.append(("network.weights", manifest.network.weights.path,
-                      manifest.network.weights.sha256))
-    if manifest.composition is not None and manifest.composition.weights is not None:
-        files.append(("composition.weights", manifest.composition.weights.path,
-                      manifest.composition.weights.sha256))
-    if manifest.evaluation is not None and manifest.evaluation.data is not None:
-        files.append(("evaluation.data", manifest.evaluation.data.path,
-                      manifest.evaluation.data.sha256))
+    from registry.core.integrity import verify
+    from registry.errors import IntegrityError
+
+    files = manifest.files()
     trained_on = manifest.provenance.data
     if trained_on is not None:
         yield _training_data(resolved, trained_on.path, trained_on.md5)
@@ -163,27 +158,33 @@ def _integrity(manifest: Manifest, resolved: Resolved) -> Iterator[CheckResult]:
         if trained_on is None:
             yield CheckResult("integrity", "skip", detail="no files with hashes")
         return
-    for field, path, sha in files:
+    for field, ref in files:
         try:
-            data = resolved.read(path)
+            data = resolved.reader(ref.path)  # unverified: the check itself is below
         except RegistryError as exc:
             yield CheckResult(f"integrity:{field}", "fail", detail=str(exc))
             continue
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha:
+        try:
+            verify(data, ref.sha256, where=resolved.where(ref.path), field=field)
+        except IntegrityError:
+            from registry.core.integrity import sha256_bytes
+
+            actual = sha256_bytes(data)
             yield CheckResult(f"integrity:{field}", "fail", value=f"sha256 {actual[:12]}…",
-                              budget=f"sha256 {sha[:12]}…",
-                              detail=f"{resolved.where(path)}: the file does not match "
+                              budget=f"sha256 {ref.sha256[:12]}…",
+                              detail=f"{resolved.where(ref.path)}: the file does not match "
                                      f"`{field}.sha256`; restore it or record the new hash")
         else:
-            yield CheckResult(f"integrity:{field}", "pass", value=f"sha256 {sha[:12]}…")
+            yield CheckResult(f"integrity:{field}", "pass", value=f"sha256 {ref.sha256[:12]}…")
 
 
 def _training_data(resolved: Resolved, path: str, md5: str) -> CheckResult:
     """The training data DVC tracks: verified when present (after `dvc pull` or a pipeline
     run), reported as skipped otherwise — the module does not need it to run."""
-    target = (resolved.repo.root / path).resolve()
-    if resolved.repo.root.resolve() not in target.parents or not target.is_file():
+    root = resolved.root
+    target = (root / path).resolve() if root is not None else None
+    if root is None or target is None or root.resolve() not in target.parents or \
+            not target.is_file():
         return CheckResult("integrity:provenance.data", "skip",
                            detail=f"{path} is not in this checkout (`dvc pull` fetches it)")
     actual = hashlib.md5(target.read_bytes(), usedforsecurity=False).hexdigest()
@@ -195,7 +196,7 @@ def _training_data(resolved: Resolved, path: str, md5: str) -> CheckResult:
     return CheckResult("integrity:provenance.data", "pass", value=f"md5 {md5[:12]}…")
 
 
-def _parents(reg: Registry, manifest: Manifest) -> Iterator[CheckResult]:
+def _parents(store: LocalStore, manifest: Manifest) -> Iterator[CheckResult]:
     pinned = list(manifest.provenance.parents)
     if manifest.provenance.distilled_from:
         pinned.append(manifest.provenance.distilled_from)
@@ -205,7 +206,7 @@ def _parents(reg: Registry, manifest: Manifest) -> Iterator[CheckResult]:
     missing = []
     for ref in pinned:
         try:
-            reg.resolve(ref)
+            store.resolve(ref)
         except RegistryError as exc:
             missing.append(f"{ref}: {exc}")
     if missing:
@@ -216,14 +217,16 @@ def _parents(reg: Registry, manifest: Manifest) -> Iterator[CheckResult]:
         yield CheckResult("parents", "pass", value=", ".join(pinned))
 
 
-def _version(reg: Registry, manifest: Manifest, base: Manifest | None,
+def _version(store: LocalStore, manifest: Manifest, base: Manifest | None,
              base_tree_matches: bool) -> Iterator[CheckResult]:
-    from registry.reference import Version
+    from registry.core.reference import Version
 
-    tag = f"{manifest.name}@v{manifest.version}"
-    tagged = {t.name: t for t in reg.store.repo.tags()}.get(tag)
-    if tagged is not None and not reg.store.repo.folder_matches(tagged.commit,
-                                                                 f"modules/{manifest.name}"):
+    from registry.store.tags import version_tag
+
+    tag = version_tag(manifest.name, manifest.version)
+    tagged = {t.name: t for t in store.repo.tags()}.get(tag)
+    if tagged is not None and not store.repo.folder_matches(tagged.commit,
+                                                             f"modules/{manifest.name}"):
         yield CheckResult("version", "fail", value=manifest.version,
                           detail=f"{manifest.name} {manifest.version} is released ({tag}) and "
                                  "its files changed: changing a released version in place is "
@@ -243,14 +246,15 @@ def _version(reg: Registry, manifest: Manifest, base: Manifest | None,
     yield CheckResult("version", "pass", value=f"{base.version} → {manifest.version}")
 
 
-def _accuracy(reg: Registry, manifest: Manifest,
+def _accuracy(loader: Loader, resolved: Resolved,
               measured: dict[str, Any]) -> Iterator[CheckResult]:
+    manifest = resolved.manifest
     if manifest.evaluation is None:
         yield CheckResult("accuracy", "fail",
                           detail="no `evaluation` section: add `data` or `reference` so "
                                  "accuracy can be measured")
         return
-    metrics = reg.evaluate(f"{manifest.name}@workspace")
+    metrics = loader.evaluate(resolved)
     measured["metrics"] = metrics
     recorded = manifest.evaluation.metrics
     if not recorded:
@@ -272,11 +276,13 @@ def _accuracy(reg: Registry, manifest: Manifest,
                           "one: re-register the module so its metrics are measured afresh")
 
 
-def _compute(reg: Registry, manifest: Manifest, measured: dict[str, Any]) -> Iterator[CheckResult]:
+def _compute(loader: Loader, resolved: Resolved,
+             measured: dict[str, Any]) -> Iterator[CheckResult]:
     """Count FLOPs and parameters afresh (exact); nothing reported here on its own."""
     from registry.cost.measure import count_flops
 
-    module = reg.load(f"{manifest.name}@workspace")
+    manifest = resolved.manifest
+    module = loader.build(resolved)
     measured["flops"] = count_flops(module, manifest, backward=False).forward
     measured["params"] = sum(p.numel() for p in module.parameters())
     recorded = manifest.cost.flops_per_sample
@@ -288,62 +294,44 @@ def _compute(reg: Registry, manifest: Manifest, measured: dict[str, Any]) -> Ite
 
 
 def _budget(manifest: Manifest, measured: dict[str, Any]) -> Iterator[CheckResult]:
-    budget = manifest.budget
+    from registry.gate.budgets import recorded_figures, verdicts
+
     metrics = measured.get("metrics", {})
-    rows = 0
-    for key, metric, lower_is_better in (("min_r2", "r2", False), ("max_nrmse", "nrmse", True),
-                                         ("max_rmse", "rmse", True),
-                                         ("max_rel_error", "max_rel_error", True)):
-        limit = getattr(budget, key)
-        if limit is None:
-            continue
-        rows += 1
-        value = metrics.get(metric)
-        if value is None:
-            yield CheckResult(f"budget:{key}", "fail", budget=_g(limit),
-                              detail=f"{metric} could not be measured")
-            continue
-        ok = value <= limit if lower_is_better else value >= limit
-        yield CheckResult(f"budget:{key}", "pass" if ok else "fail", value=_g(value),
-                          budget=f"{'≤' if lower_is_better else '≥'} {_g(limit)}",
-                          detail="" if ok else f"{manifest.name}: {metric} {_g(value)} misses "
-                          f"the budget {key}: {_g(limit)}")
-    for key, what in (("max_flops_per_sample", "flops"), ("max_params", "params")):
-        limit = getattr(budget, key)
-        if limit is None:
-            continue
-        rows += 1
-        value = measured[what]
-        ok = value <= limit
-        yield CheckResult(f"budget:{key}", "pass" if ok else "fail", value=str(value),
-                          budget=f"≤ {limit}",
-                          detail="" if ok else f"{manifest.name}: {value} "
-                          f"{'FLOPs per sample' if what == 'flops' else 'parameters'} exceed "
-                          f"the budget {key}: {limit}")
-    energy = manifest.cost.energy_j_per_sample
-    training = manifest.cost.training
-    for key, figure, method in (
-            ("max_energy_j_per_sample", energy.value if energy else None,
-             energy.method if energy else None),
-            ("max_training_energy_j", training.energy_j if training else None,
-             training.method if training else None)):
-        limit = getattr(budget, key)
-        if limit is None:
-            continue
-        rows += 1
-        if figure is None:
-            yield CheckResult(f"budget:{key}", "fail", budget=f"≤ {_g(limit)} J",
-                              detail="no recorded figure; register (or train) the module to "
-                                     "measure it")
-            continue
-        ok = figure <= limit
-        measured_figure = (method or "").startswith("measured:")
-        verdict = ("pass" if ok else "fail") if measured_figure else "info"
-        yield CheckResult(f"budget:{key}", verdict, value=f"{_g(figure)} J ({method})",
-                          budget=f"≤ {_g(limit)} J",
-                          detail="" if measured_figure else "estimated, not measured: "
-                          "reported, not gated" + ("" if ok else " (over budget)"))
-    if not rows:
+    figures = recorded_figures(manifest)  # energies as recorded; the rest measured afresh
+    figures.update({m: (metrics.get(m), "evaluation") for m in ("r2", "nrmse", "rmse",
+                                                               "max_rel_error")})
+    figures["flops"] = (measured["flops"], "exact")
+    figures["params"] = (measured["params"], "exact")
+    found = verdicts(manifest, figures)
+    for v in found:
+        key, check = v.budget.key, f"budget:{v.budget.key}"
+        if v.budget.energy:
+            limit = f"≤ {_g(v.limit)} J"
+            if v.value is None:
+                yield CheckResult(check, "fail", budget=limit,
+                                  detail="no recorded figure; register (or train) the module to "
+                                         "measure it")
+                continue
+            yield CheckResult(check, v.verdict, value=f"{_g(v.value)} J ({v.method})",
+                              budget=limit,
+                              detail="" if v.verdict != "info" else "estimated, not measured: "
+                              "reported, not gated" + ("" if v.within else " (over budget)"))
+        elif v.budget.figure in ("flops", "params"):
+            assert v.value is not None
+            value = int(v.value)
+            what = "FLOPs per sample" if v.budget.figure == "flops" else "parameters"
+            yield CheckResult(check, v.verdict, value=str(value), budget=f"≤ {int(v.limit)}",
+                              detail="" if v.within else f"{manifest.name}: {value} {what} "
+                              f"exceed the budget {key}: {int(v.limit)}")
+        elif v.value is None:
+            yield CheckResult(check, "fail", budget=_g(v.limit),
+                              detail=f"{v.budget.figure} could not be measured")
+        else:
+            yield CheckResult(check, v.verdict, value=_g(v.value),
+                              budget=f"{v.symbol} {_g(v.limit)}",
+                              detail="" if v.within else f"{manifest.name}: {v.budget.figure} "
+                              f"{_g(v.value)} misses the budget {key}: {_g(v.limit)}")
+    if not found:
         yield CheckResult("budget", "skip", detail="no budget declared")
 
 

@@ -6,7 +6,7 @@ bumped (version changed) or changed in place, with their recorded accuracy
 and cost side by side.
 
 Example:
-    >>> changes = diff_revisions(registry.open("."), "origin/main")
+    >>> changes = registry.open(".").diff("origin/main")
     >>> [(c.name, c.change) for c in changes]
     [('drag-eq', 'added'), ('gravity', 'bumped')]
 """
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from registry.errors import NotFound, RegistryError
 
 if TYPE_CHECKING:
-    from registry.api import Registry
-    from registry.spec import Manifest
+    from registry.core.manifest import Manifest
+    from registry.store.local import LocalStore
 
 __all__ = ["ModuleChange", "diff_revisions", "to_markdown"]
 
@@ -54,11 +54,11 @@ def figures(manifest: Manifest) -> dict[str, float | None]:
             "energy_j_per_sample": energy.value if energy else None}
 
 
-def diff_revisions(reg: Registry, base: str, head: str | None = None, *,
+def diff_revisions(store: LocalStore, base: str, head: str | None = None, *,
                    include_unchanged: bool = False) -> list[ModuleChange]:
     """Module changes from `base` to `head` (a revision, or None for the working tree)."""
-    old = _manifests(reg, _commit(reg, base))
-    new = _manifests(reg, _commit(reg, head) if head else None)
+    old = _manifests(store, _commit(store, base))
+    new = _manifests(store, _commit(store, head) if head else None)
     changes = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
@@ -78,26 +78,25 @@ def diff_revisions(reg: Registry, base: str, head: str | None = None, *,
     return changes
 
 
-def _commit(reg: Registry, rev: str) -> str:
-    out = reg.store.repo.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}",
-                             check=False).strip()
+def _commit(store: LocalStore, rev: str) -> str:
+    out = store.repo.commit_of(rev)
     if not out:
         raise NotFound(f"{rev}: no such revision here; fetch it first (`git fetch origin`) or "
                        "pass a commit")
     return out
 
 
-def _manifests(reg: Registry, commit: str | None) -> dict[str, tuple[Manifest, str]]:
+def _manifests(store: LocalStore, commit: str | None) -> dict[str, tuple[Manifest, str]]:
     """name → (manifest, fingerprint of the module folder) at `commit` or in the worktree."""
     import hashlib
 
-    from registry.spec import load_manifest, parse_manifest
+    from registry.core.manifest import load_manifest, parse_manifest
 
-    repo = reg.store.repo
+    repo = store.repo
     out: dict[str, tuple[Manifest, str]] = {}
     if commit is None:
-        for name in reg.store.workspace_names():
-            folder = reg.root / "modules" / name
+        for name in store.workspace_names():
+            folder = store.root / "modules" / name
             digest = hashlib.sha256()
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 digest.update(f"{path.relative_to(folder)}\n".encode())
@@ -107,13 +106,11 @@ def _manifests(reg: Registry, commit: str | None) -> dict[str, tuple[Manifest, s
             except RegistryError:
                 continue
         return out
-    listing = repo.run("ls-tree", "-r", f"{commit}", "--", "modules/", check=False)
     folders: dict[str, list[tuple[str, str]]] = {}
-    for line in listing.splitlines():
-        meta, relpath = line.split("\t", 1)
+    for relpath, blob in repo.tree(commit, "modules"):
         parts = relpath.split("/")
         if len(parts) >= 3:
-            folders.setdefault(parts[1], []).append(("/".join(parts[2:]), meta.split()[2]))
+            folders.setdefault(parts[1], []).append(("/".join(parts[2:]), blob))
     for name, files in folders.items():
         digest = hashlib.sha256()
         for rel, blob in sorted(files):

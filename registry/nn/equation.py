@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from registry.errors import ExpressionError, ManifestError
-from registry.lowering import Const, Node, Var, lower
+from registry.core.lowering import Const, Node, Var, lower
 from registry.nn.ports import PortModule
 
 __all__ = ["TORCH_OPS", "EquationModule", "as_tensor", "compile_expression", "register_torch_op"]

@@ -10,11 +10,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from torch import nn
 
+from registry.core.integrity import sha256_bytes, verify
 from registry.errors import IntegrityError, ManifestError
 
 __all__ = ["MAX_WEIGHTS_BYTES", "load_weights", "save_weights"]
@@ -32,7 +32,7 @@ def save_weights(module: nn.Module, path: Path) -> str:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)
 
 
 def load_weights(module: nn.Module, data: bytes, *, sha256: str, where: str) -> None:
@@ -40,12 +40,7 @@ def load_weights(module: nn.Module, data: bytes, *, sha256: str, where: str) -> 
     if len(data) > MAX_WEIGHTS_BYTES:
         raise IntegrityError(f"{where}: {len(data)} bytes is over the limit of "
                              f"{MAX_WEIGHTS_BYTES}")
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise IntegrityError(
-            f"{where}: sha256 is {actual}, but the manifest records {sha256}; the file was "
-            "changed or corrupted: restore it, or re-register the module if the change is intended"
-        )
+    verify(data, sha256, where=where, field="weights")
     from safetensors import SafetensorError
     from safetensors.torch import load
 

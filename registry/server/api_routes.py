@@ -20,7 +20,7 @@ Writes (``Authorization: Bearer <token>``, see `registry.server.auth`):
 `{ref}` is one path segment, URL-encoded: ``gravity@1.0.1``, ``gravity@%5E1``,
 ``gravity%23prod``, ``gravity@workspace``; a malformed one is a 422
 ``invalid_reference`` carrying the parser's message. Errors are JSON
-``{"type", "message"}`` (`registry.server.errors`).
+``{"type", "message"}`` (`registry.server.handlers`).
 
 Unit filters match by dimension *and* scale (`output_unit=N` finds modules with
 an output in newtons or ``kg m/s^2``, not kilonewtons).
@@ -53,10 +53,10 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from registry.errors import ManifestError, NotFound, RegistryError
-from registry.reference import Reference, Version, parse_reference
+from registry.core.reference import Reference, Version, parse_reference
 from registry.server.auth import SAFE_METHODS, bearer_scheme, check_write_access
-from registry.server.errors import ApiError, error_response, openapi_errors
-from registry.server.errors import install as install_errors
+from registry.server.handlers import ApiError, error_response, openapi_errors
+from registry.server.handlers import install as install_errors
 
 if TYPE_CHECKING:
     from tarfile import TarFile, TarInfo
@@ -246,7 +246,7 @@ def _entry(row: Any) -> ModuleEntry:
 
 
 def _has_unit(ports: dict[str, str], wanted: Any) -> bool:
-    from registry.units import parse_unit, units_match
+    from registry.core.units import parse_unit, units_match
 
     for unit in ports.values():
         try:
@@ -337,9 +337,9 @@ def list_modules(
     q: Annotated[str | None, Query(max_length=200, description="text in the name or summary "
                                    "(case-insensitive)")] = None,
 ) -> ModuleList:
-    from registry.spec import MANIFEST_FILE, load_manifest
-    from registry.store.store import MODULES_DIR
-    from registry.units import parse_unit
+    from registry.core.manifest import MANIFEST_FILE, load_manifest
+    from registry.store.local import MODULES_DIR
+    from registry.core.units import parse_unit
 
     reg = _registry(request)
     wanted_in = parse_unit(input_unit, where="input_unit") if input_unit is not None else None
@@ -699,7 +699,7 @@ def _copy_limited(source: IO[bytes], target: Path, budget: list[int], limit: int
 
 def _strip_top(paths: list[str]) -> tuple[str | None, dict[str, str]]:
     """Where module.yaml is: at the top, or inside one top folder (returned, then stripped)."""
-    from registry.spec import MANIFEST_FILE
+    from registry.core.manifest import MANIFEST_FILE
 
     if len(set(paths)) != len(paths):
         dupes = sorted({p for p in paths if paths.count(p) > 1})
@@ -718,8 +718,8 @@ def _strip_top(paths: list[str]) -> tuple[str | None, dict[str, str]]:
 def _register_upload(reg: Any, archive: Any, files: list[Any], wanted: str | None,
                      limit: int) -> Any:
     """Stage, check, move into `modules/<name>/` and register; undo everything on failure."""
-    from registry.spec import MANIFEST_FILE, load_manifest
-    from registry.store.store import MODULES_DIR
+    from registry.core.manifest import MANIFEST_FILE, load_manifest
+    from registry.store.local import MODULES_DIR
 
     uploads = reg.root / ".registry" / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 `create_app(root)` serves the registry at `root` (a git repository with
 `modules/`). The JSON API lives in `registry.server.api_routes` under
-`/api/v1`; the server-rendered pages in `registry.server.web` at `/`.
+`/api/v1`; the server-rendered pages in `registry.server.pages` at `/`.
 The Registry object is shared on `app.state.registry`; settings (tokens,
 size limits) on `app.state.settings`.
 
@@ -32,7 +32,8 @@ class Settings:
 
 def create_app(root: str | Path | None = None, *, settings: Settings | None = None) -> FastAPI:
     import registry
-    from registry.server import api_routes, web
+    from registry.server import api_routes
+    from registry.server import pages as web
 
     app = FastAPI(title="registry", version="1", docs_url="/api/docs",
                   openapi_url="/api/v1/openapi.json", redoc_url=None)

@@ -25,7 +25,7 @@ from fastapi import Request
 from fastapi.security import HTTPBearer
 
 from registry.errors import RegistryError
-from registry.server.errors import ApiError
+from registry.server.handlers import ApiError
 
 __all__ = ["SAFE_METHODS", "bearer_scheme", "check_write_access", "load_tokens"]
 

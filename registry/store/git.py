@@ -1,8 +1,9 @@
-"""The git side of the store: tags in GTO's format, files at commits, commits.
+"""The one git adapter: every git call of the registry goes through `GitRepo` (GitPython).
 
 Versions are annotated tags `<name>@v<semver>`; stage assignments are GTO's
-`<name>#<stage>#<n>` tags on the version's commit, so `gto show` reads the
-same registry. Bulk reads go through one `git cat-file --batch` process.
+`<name>#<stage>#<n>` tags on the version's commit (`registry.store.tags`
+formats and parses both), so `gto show` reads the same registry. Blobs are read
+through GitPython's persistent `git cat-file --batch` process.
 
 Example:
     >>> repo = GitRepo(Path("."))
@@ -13,22 +14,21 @@ Example:
 from __future__ import annotations
 
 import os
-import re
-import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from registry.errors import NotFound, RegistryError
+from registry.store.tags import parse_stage_tag, parse_version_tag
+
+if TYPE_CHECKING:
+    import git
 
 __all__ = ["GitRepo", "StageTag", "Tag", "VersionTag", "find_root"]
 
-VERSION_TAG = re.compile(
-    r"^(?P<name>[a-z][a-z0-9-]{0,62})@v(?P<version>\d+\.\d+\.\d+[0-9A-Za-z.+-]*)$"
-)
-STAGE_TAG = re.compile(
-    r"^(?P<name>[a-z][a-z0-9-]{0,62})#(?P<stage>[a-z][a-z0-9_-]{0,40})(?P<unassign>!?)#(?P<n>\d+)$"
-)
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _FALLBACK_IDENTITY = {"GIT_AUTHOR_NAME": "registry", "GIT_AUTHOR_EMAIL": "registry@localhost",
                       "GIT_COMMITTER_NAME": "registry", "GIT_COMMITTER_EMAIL": "registry@localhost"}
 
@@ -57,37 +57,64 @@ class StageTag:
     unassign: bool
 
 
-def find_root(start: Path | None = None) -> Path:
-    """The top of the git work tree around `start` (default: the cwd)."""
-    start = (start or Path.cwd()).resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    raise NotFound(f"{start} is not inside a git repository; run `git init` there, or cd into "
-                   "your registry's repository")
-
-
 class GitRepo:
-    """Thin, fast access to the repository through the git CLI (GitPython for writes)."""
+    """The repository at `root`, through GitPython's command wrapper and object reader."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._repo: git.Repo | None = None
+        self._cat_lock = threading.Lock()  # the cat-file process serves one read at a time
 
-    def run(self, *args: str, check: bool = True, stdin: bytes | None = None) -> str:
-        env = os.environ | {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-        proc = subprocess.run(["git", "-C", str(self.root), *args], input=stdin,
-                              capture_output=True, env=env, check=False)
-        if check and proc.returncode != 0:
+    @property
+    def _git(self) -> git.Git:
+        if self._repo is None:
+            import git
+
+            self._repo = git.Repo(self.root)
+        return self._repo.git
+
+    def run(self, *args: str, check: bool = True, stdin: bytes | None = None,
+            env: dict[str, str] | None = None) -> str:
+        """`git <args>` in the repository; its stdout (a failure raises unless `check=False`)."""
+        import git
+
+        istream = None
+        if stdin is not None:
+            import tempfile
+
+            istream = tempfile.TemporaryFile()
+            istream.write(stdin)
+            istream.seek(0)
+        try:
+            status, out, err = self._git.execute(
+                ["git", *args], istream=istream, with_extended_output=True,
+                with_exceptions=False, env=_ENV | (env or {}), strip_newline_in_stdout=False)
+        except git.GitCommandNotFound as exc:  # pragma: no cover - git is a dependency
+            raise RegistryError(f"git is not installed ({exc}); install git") from None
+        finally:
+            if istream is not None:
+                istream.close()
+        if check and status != 0:
             raise RegistryError(f"git {' '.join(args[:3])} failed in {self.root}: "
-                                f"{proc.stderr.decode(errors='replace').strip()}")
-        return proc.stdout.decode(errors="replace")
+                                f"{str(err).strip()}")
+        return str(out)
+
+    def succeeds(self, *args: str) -> bool:
+        """Whether `git <args>` exits 0 (for `--quiet` questions)."""
+        status, _, _ = self._git.execute(["git", *args], with_extended_output=True,
+                                         with_exceptions=False, env=_ENV)
+        return status == 0
 
     @property
     def gitdir(self) -> Path:
         return Path(self.run("rev-parse", "--absolute-git-dir").strip())
 
     def head(self) -> str | None:
-        out = self.run("rev-parse", "--verify", "-q", "HEAD", check=False).strip()
+        return self.commit_of("HEAD")
+
+    def commit_of(self, rev: str) -> str | None:
+        """The commit `rev` names, or None when there is none."""
+        out = self.run("rev-parse", "--verify", "-q", f"{rev}^{{commit}}", check=False).strip()
         return out or None
 
     def tags(self) -> list[Tag]:
@@ -109,54 +136,64 @@ class GitRepo:
     def version_tags(self, tags: Iterable[Tag] | None = None) -> list[VersionTag]:
         found = []
         for tag in self.tags() if tags is None else tags:
-            match = VERSION_TAG.match(tag.name)
-            if match:
-                found.append(VersionTag(tag, match["name"], match["version"]))
+            parsed = parse_version_tag(tag.name)
+            if parsed:
+                found.append(VersionTag(tag, *parsed))
         return found
 
     def stage_tags(self, tags: Iterable[Tag] | None = None) -> list[StageTag]:
         found = []
         for tag in self.tags() if tags is None else tags:
-            match = STAGE_TAG.match(tag.name)
-            if match:
-                found.append(StageTag(tag, match["name"], match["stage"], int(match["n"]),
-                                      bool(match["unassign"])))
+            parsed = parse_stage_tag(tag.name)
+            if parsed:
+                found.append(StageTag(tag, *parsed))
         return found
 
     def read_file(self, commit: str, path: str) -> bytes:
-        proc = subprocess.run(["git", "-C", str(self.root), "cat-file", "blob", f"{commit}:{path}"],
-                              capture_output=True, check=False)
-        if proc.returncode != 0:
+        found = self.read_files([f"{commit}:{path}"])[0]
+        if found is None:
             raise NotFound(f"{path} does not exist at commit {commit[:12]}")
-        return proc.stdout
+        return found
 
     def read_files(self, specs: list[str]) -> list[bytes | None]:
-        """Read many `<commit>:<path>` blobs through one `git cat-file --batch`."""
-        if not specs:
-            return []
-        proc = subprocess.run(["git", "-C", str(self.root), "cat-file", "--batch"],
-                              input="\n".join(specs).encode() + b"\n", capture_output=True,
-                              check=True)
-        out, pos = proc.stdout, 0
+        """Blobs `<commit>:<path>` (None where missing), through one `cat-file --batch`."""
         results: list[bytes | None] = []
-        for _ in specs:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            pos = end + 1
-            if len(header) < 3 or header[1] == b"missing":
-                results.append(None)
-                continue
-            size = int(header[2])
-            results.append(out[pos:pos + size])
-            pos += size + 1
+        with self._cat_lock:
+            for spec in specs:
+                if "\n" in spec:
+                    results.append(None)
+                    continue
+                try:
+                    _, kind, _, data = self._git.get_object_data(spec)
+                except ValueError:  # "missing" or an ambiguous name
+                    results.append(None)
+                    continue
+                results.append(data if kind == b"blob" or kind == "blob" else None)
         return results
 
+    def tree(self, commit: str, folder: str) -> list[tuple[str, str]]:
+        """`(path, blob id)` of every file under `folder` at `commit` (recursively)."""
+        listing = self.run("ls-tree", "-r", commit, "--", folder.rstrip("/") + "/", check=False)
+        files = []
+        for line in listing.splitlines():
+            meta, relpath = line.split("\t", 1)
+            files.append((relpath, meta.split()[2]))
+        return files
+
+    def names_at(self, commit: str, folder: str) -> list[str]:
+        """The entries directly under `folder` at `commit`."""
+        out = self.run("ls-tree", "--name-only", f"{commit}:{folder}", check=False)
+        return sorted(n for n in out.split() if n)
+
     def folder_matches(self, commit: str, folder: str) -> bool:
-        """True when `folder` in the working tree equals `folder` at `commit`."""
-        diff = subprocess.run(["git", "-C", str(self.root), "diff", "--quiet", commit, "--",
-                               folder], capture_output=True, check=False)
+        """True when `folder` in the working tree (tracked and untracked) equals `commit`'s."""
+        same = self.succeeds("diff", "--quiet", commit, "--", folder)
         untracked = self.run("ls-files", "--others", "--exclude-standard", "--", folder).strip()
-        return diff.returncode == 0 and not untracked
+        return same and not untracked
+
+    def folder_status(self, folder: str) -> str:
+        """`git status --porcelain` of `folder` (untracked files too); empty when clean."""
+        return self.run("status", "--porcelain", "--untracked-files=all", "--", folder).strip()
 
     def ignored_files(self, folder: str) -> list[str]:
         out = self.run("ls-files", "--others", "--ignored", "--exclude-standard", "--", folder)
@@ -167,6 +204,11 @@ class GitRepo:
         return any(not line[3:].startswith(folder.rstrip("/") + "/")
                    for line in status.splitlines() if line.strip())
 
+    def subjects(self, grep: str) -> list[tuple[str, str]]:
+        """`(commit, subject)` of the commits whose message matches `grep`, oldest first."""
+        log = self.run("log", "--reverse", "--format=%H%x00%s", f"--grep={grep}", check=False)
+        return [(c, s) for c, _, s in (line.partition("\0") for line in log.splitlines())]
+
     def author(self) -> str:
         name = self.run("config", "user.name", check=False).strip()
         email = self.run("config", "user.email", check=False).strip()
@@ -174,25 +216,19 @@ class GitRepo:
             return f"{name} <{email}>" if email else name
         return "registry <registry@localhost>"
 
-    def _identity_env(self) -> dict[str, str]:
-        has_identity = self.run("config", "user.name", check=False).strip()
-        return {} if has_identity else _FALLBACK_IDENTITY
-
     def _write(self, *args: str) -> str:
-        env = os.environ | self._identity_env() | {"LC_ALL": "C"}
-        proc = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True,
-                              env=env, check=False)
-        if proc.returncode != 0:
-            detail = proc.stderr.decode(errors="replace").strip()
-            raise RegistryError(f"git {args[0]} failed: {detail}")
-        return proc.stdout.decode()
+        has_identity = self.run("config", "user.name", check=False).strip()
+        env = {} if has_identity else _FALLBACK_IDENTITY
+        status, out, err = self._git.execute(["git", *args], with_extended_output=True,
+                                             with_exceptions=False, env=_ENV | env)
+        if status != 0:
+            raise RegistryError(f"git {args[0]} failed: {str(err).strip()}")
+        return str(out)
 
     def commit_folder(self, folder: str, message: str) -> str:
         """Stage and commit only `folder` (other staged work is left alone); returns HEAD."""
         self._write("add", "--all", "--", folder)
-        staged = subprocess.run(["git", "-C", str(self.root), "diff", "--cached", "--quiet",
-                                 "--", folder], check=False).returncode != 0
-        if staged:
+        if not self.succeeds("diff", "--cached", "--quiet", "--", folder):
             self._write("commit", "--no-verify", "-q", "-m", message, "--", folder)
         head = self.head()
         if head is None:
@@ -204,3 +240,15 @@ class GitRepo:
 
     def delete_tag(self, name: str) -> None:
         self._write("tag", "-d", name)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The top of the git work tree around `start` (default: the cwd)."""
+    start = (start or Path.cwd()).resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    raise NotFound(f"{start} is not inside a git repository; run `git init` there, or cd into "
+                   "your registry's repository")
+
+

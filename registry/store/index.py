@@ -32,18 +32,18 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.errors import RegistryError
-from registry.reference import Version
+from registry.core.reference import Version
+from registry.store.base import MODULES_DIR, VersionRow
 from registry.store.git import GitRepo, StageTag, VersionTag
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["Index", "IndexRow"]
+__all__ = ["Index"]
 
 SCHEMA_VERSION = "2"
 TABLE_PREFIX = "registry_"
@@ -53,26 +53,6 @@ _DDL_LOCK = int.from_bytes(hashlib.sha256(b"registry-index-ddl").digest()[:8], "
 
 _ENGINES: dict[str, sa.Engine] = {}
 _ENGINES_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class IndexRow:
-    """One registered version, as the index knows it."""
-
-    name: str
-    version: str
-    kind: str
-    summary: str
-    tag: str
-    commit: str
-    created: str
-    manifest: dict[str, Any]
-    stages: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "kind": self.kind,
-                "summary": self.summary, "tag": self.tag, "commit": self.commit,
-                "created": self.created, "stages": list(self.stages)}
 
 
 class Index:
@@ -184,7 +164,7 @@ class Index:
     def _rebuild(self, conn: sa.Connection, fingerprint: str, *, force: bool) -> None:
         import sqlalchemy as sa
 
-        from registry.spec import parse_manifest
+        from registry.core.manifest import MANIFEST_FILE, parse_manifest
 
         v, s, m = self.versions_t, self.stages_t, self.meta_t
         mine = self.repo_id
@@ -202,7 +182,7 @@ class Index:
                 (v.c.repo == mine) & (v.c.name == name) & (v.c.version == version)))
         fresh = [t for key, t in current.items() if key not in known or key in gone]
         blobs = self.repo.read_files(
-            [f"{t.tag.commit}:modules/{t.module}/module.yaml" for t in fresh])
+            [f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}" for t in fresh])
         rows = []
         for vtag, blob in zip(fresh, blobs, strict=True):
             if blob is None:
@@ -226,7 +206,7 @@ class Index:
         conn.execute(m.insert(), [{"repo": mine, "key": "fingerprint", "value": fingerprint},
                                   {"repo": mine, "key": "root", "value": self.key}])
 
-    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[IndexRow]:
+    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
         """Registered versions (with the stages they hold), ordered by name."""
         import sqlalchemy as sa
 
@@ -306,9 +286,16 @@ def _advisory_xact_lock(key: int) -> sa.Select[Any]:
     return sa.select(sa.func.pg_advisory_xact_lock(key))
 
 
-def _row(r: Any, held: list[str]) -> IndexRow:
-    return IndexRow(r["name"], r["version"], r["kind"], r["summary"], r["tag"], r["commit"],
-                    r["created"], json.loads(r["manifest"]), tuple(sorted(held)))
+def _row(r: Any, held: list[str]) -> VersionRow:
+    manifest = json.loads(r["manifest"])
+    return VersionRow(r["name"], r["version"], r["kind"], r["summary"], r["tag"], r["commit"],
+                      r["created"], tuple(sorted(held)), _units(manifest.get("inputs")),
+                      _units(manifest.get("outputs")), manifest)
+
+
+def _units(ports: Any) -> dict[str, str]:
+    return {str(n): str(p.get("unit", "1")) for n, p in (ports or {}).items()
+            if isinstance(p, dict)}
 
 
 def _current_stages(stage_tags: Sequence[StageTag],

@@ -1,7 +1,0 @@
-"""The builder: compose registered modules and trainable blocks into new networks."""
-
-from registry.compose.builder import Builder
-from registry.compose.graph import Plan, build_plan
-from registry.compose.spec import ComposeSpec, load_spec, parse_spec
-
-__all__ = ["Builder", "ComposeSpec", "Plan", "build_plan", "load_spec", "parse_spec"]

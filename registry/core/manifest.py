@@ -1,0 +1,461 @@
+"""The manifest: `modules/<name>/module.yaml`, schema 1, as a strict pydantic model.
+
+Unknown keys are errors; every error names the file, the field and the fix.
+`Manifest.json_schema()` exports the schema (`registry schema`).
+
+Example:
+    >>> manifest = load_manifest(Path("modules/gravity/module.yaml"))
+    >>> manifest.name, manifest.version, list(manifest.inputs)
+    ('gravity', '1.0.0', ['m1', 'm2', 'r'])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from registry.core.integrity import sha256_bytes, sha256_file
+from registry.errors import ManifestError
+
+__all__ = [
+    "MANIFEST_FILE",
+    "Budget",
+    "Constant",
+    "Cost",
+    "Evaluation",
+    "Manifest",
+    "Network",
+    "Port",
+    "Provenance",
+    "dump_manifest",
+    "load_manifest",
+    "parse_manifest",
+    "sha256_bytes",
+    "sha256_file",
+]
+
+MANIFEST_FILE = "module.yaml"
+MAX_MANIFEST_BYTES = 1 << 20
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+SEMVER_PATTERN = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+PORT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+RELATIVE_PATH_PATTERN = r"^[A-Za-z0-9_.\-/]{1,200}$"
+
+PortName = Annotated[str, Field(pattern=PORT_PATTERN)]
+
+
+def _inside_folder(path: str) -> str:
+    if path.startswith("/") or ".." in path.split("/"):
+        raise ValueError(f"path {path!r} must stay inside the module folder (relative, no `..`)")
+    return path
+
+
+RelativePath = Annotated[str, Field(pattern=RELATIVE_PATH_PATTERN), AfterValidator(_inside_folder)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+
+# What to suggest for each kind of pydantic error.
+_FIXES = {
+    "extra_forbidden": "remove it or fix its spelling (allowed keys: {allowed})",
+    "missing": "add it",
+    "string_pattern_mismatch": "{pattern_hint}",
+    "literal_error": "use one of the allowed values",
+}
+_PATTERN_HINTS = {
+    NAME_PATTERN: "names are lower-case letters, digits and '-', starting with a letter",
+    SEMVER_PATTERN: "versions are semantic versions such as 1.0.0",
+    PORT_PATTERN: "port and constant names are identifiers such as `m1` or `C_d`",
+    SHA256_PATTERN: "write the file's sha256 as 64 lower-case hex digits",
+    RELATIVE_PATH_PATTERN: "paths use letters, digits, `_`, `-`, `.` and `/`",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+class Port(_Strict):
+    """A named input or output: its unit and, for inputs, the range it is valid on."""
+
+    unit: str = "1"
+    range: tuple[float, float] | None = None
+    description: str | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(value)}")
+        return value
+
+
+class Constant(_Strict):
+    value: float
+    unit: str = "1"
+    trainable: bool = False
+
+
+class FileRef(_Strict):
+    """A file of the module folder and the sha256 it must have."""
+
+    path: RelativePath
+    sha256: Sha256
+
+
+class Network(_Strict):
+    arch: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")]
+    config: dict[str, Any] = Field(default_factory=dict)
+    weights: FileRef
+
+
+class Composition(_Strict):
+    spec: RelativePath
+    weights: FileRef | None = None
+
+
+class ReferenceTruth(_Strict):
+    """What accuracy is measured against when there is no data file."""
+
+    equation: dict[PortName, str] | None = None
+    module: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ReferenceTruth:
+        if (self.equation is None) == (self.module is None):
+            raise ValueError("give exactly one of `equation` or `module`")
+        return self
+
+
+class Sample(_Strict):
+    n: Annotated[int, Field(ge=16, le=10_000_000)] = 4096
+    seed: int = 0
+
+
+class Evaluation(_Strict):
+    data: FileRef | None = None
+    reference: ReferenceTruth | None = None
+    sample: Sample | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _source(self) -> Evaluation:
+        if (self.data is None) == (self.reference is None):
+            raise ValueError("give exactly one of `data` (a file with its sha256) or `reference`")
+        return self
+
+
+class Measured(_Strict):
+    """A measured (or estimated) figure with how and where it was obtained."""
+
+    value: float
+    batch: int | None = None
+    spread: float | None = None
+    method: str | None = None
+    hardware: str | None = None
+
+
+class TrainingCost(_Strict):
+    energy_j: float | None = None
+    co2_kg: float | None = None
+    duration_s: float | None = None
+    cpu_s: float | None = None
+    flops: float | None = None
+    method: str | None = None
+    region: str | None = None
+    intensity_g_per_kwh: float | None = None
+    pue: float | None = None
+
+
+class Cost(_Strict):
+    flops_per_sample: int | None = None
+    flops_per_sample_backward: int | None = None
+    params: int | None = None
+    uncounted_ops: list[str] = Field(default_factory=list)
+    latency_ns_per_sample: Measured | None = None
+    energy_j_per_sample: Measured | None = None
+    training: TrainingCost | None = None
+
+
+class TradeOff(_Strict):
+    """An accepted regression against the base version, with its reason."""
+
+    check: str
+    reason: Annotated[str, Field(min_length=10)]
+
+
+class Budget(_Strict):
+    max_flops_per_sample: int | None = None
+    max_params: int | None = None
+    max_energy_j_per_sample: float | None = None
+    max_training_energy_j: float | None = None
+    min_r2: float | None = None
+    max_rmse: float | None = None
+    max_nrmse: float | None = None
+    max_rel_error: float | None = None
+    accepted: list[TradeOff] = Field(default_factory=list)
+
+
+class GitInfo(_Strict):
+    commit: str | None = None
+    author: str | None = None
+    dirty: bool = False
+
+
+class MlflowRun(_Strict):
+    run_id: str
+    experiment: str | None = None
+    tracking_uri: str | None = None
+
+
+class DataHash(_Strict):
+    path: str
+    md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class Provenance(_Strict):
+    source: Literal["hand-written", "trained", "distilled", "composed"] = "hand-written"
+    git: GitInfo | None = None
+    distilled_from: str | None = None
+    parents: list[str] = Field(default_factory=list)
+    mlflow: MlflowRun | None = None
+    data: DataHash | None = None
+    created: dt.datetime | None = None
+
+
+class Manifest(_Strict):
+    """One version of one module: everything known about it."""
+
+    schema_: Literal[1] = Field(default=1, alias="schema")
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    version: Annotated[str, Field(pattern=SEMVER_PATTERN)]
+    kind: Literal["equation", "network", "composite"]
+    summary: str = ""
+    inputs: dict[PortName, Port] = Field(min_length=1)
+    outputs: dict[PortName, Port] = Field(min_length=1)
+    equation: dict[PortName, str] | None = None
+    constants: dict[PortName, Constant] = Field(default_factory=dict)
+    network: Network | None = None
+    composition: Composition | None = None
+    evaluation: Evaluation | None = None
+    cost: Cost = Field(default_factory=Cost)
+    budget: Budget = Field(default_factory=Budget)
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Manifest:
+        wanted = {"equation": "equation", "network": "network", "composite": "composition"}
+        for kind, field in wanted.items():
+            present = getattr(self, field) is not None
+            if kind == self.kind and not present:
+                raise ValueError(f"a module of kind `{kind}` needs an `{field}` section")
+            if kind != self.kind and present:
+                raise ValueError(f"`{field}` belongs to kind `{kind}`, not `{self.kind}`; "
+                                 "remove it")
+        if self.equation is not None and set(self.equation) != set(self.outputs):
+            raise ValueError(
+                f"`equation` must give one expression per output: outputs are "
+                f"{sorted(self.outputs)}, equations are {sorted(self.equation)}"
+            )
+        shared = sorted(set(self.inputs) & (set(self.constants) | set(self.outputs)))
+        if shared:
+            raise ValueError(f"names {shared} are used twice (inputs, outputs and constants "
+                             "must have distinct names)")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        schema = cls.model_json_schema(by_alias=True)
+        schema["$id"] = "https://registry.invalid/schema/manifest-1.json"
+        schema["title"] = "Module manifest (schema 1)"
+        return schema
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in the file's key order, without empty or unset fields."""
+        return _prune(self.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    def content_hash(self) -> str:
+        return sha256_bytes(dump_manifest(self).encode())
+
+    def files(self) -> list[tuple[str, FileRef]]:
+        """The files this manifest hashes, as `(field, FileRef)`: what integrity covers."""
+        found: list[tuple[str, FileRef]] = []
+        if self.network is not None:
+            found.append(("network.weights", self.network.weights))
+        if self.composition is not None and self.composition.weights is not None:
+            found.append(("composition.weights", self.composition.weights))
+        if self.evaluation is not None and self.evaluation.data is not None:
+            found.append(("evaluation.data", self.evaluation.data))
+        return found
+
+    def port_units(self, section: str) -> dict[str, str]:
+        """`{port: unit}` of `inputs` or `outputs`."""
+        ports = self.inputs if section == "inputs" else self.outputs
+        return {name: port.unit for name, port in ports.items()}
+
+    def recorded_sha256(self, relpath: str) -> str | None:
+        """The sha256 recorded for the file `relpath` (None: not a hashed file)."""
+        return next((ref.sha256 for _, ref in self.files() if ref.path == relpath), None)
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in ({}, [], None)}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def format_validation_error(error: ValidationError, source: str, *,
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per problem: `file: field.path: what is wrong; fix`."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(item["type"], "")
+        if item["type"] == "extra_forbidden":
+            fix = fix.format(allowed=", ".join(_allowed_keys(item["loc"][:-1], model or Manifest)))
+        elif item["type"] == "string_pattern_mismatch":
+            pattern = (item.get("ctx") or {}).get("pattern", "")
+            fix = _PATTERN_HINTS.get(pattern, f"match the pattern {pattern}")
+        lines.append(f"{source}: {field}: {message}" + (f"; {fix}" if fix else ""))
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    model: Any = root
+    for part in loc:
+        field = _field_by_alias(model, str(part))
+        if field is None:  # a dict key (port name, ...): the value type is the model
+            continue
+        annotation = field.annotation
+        model = _model_in(annotation)
+        if model is None:
+            return []
+    return sorted(f.alias or n for n, f in model.model_fields.items())
+
+
+def _field_by_alias(model: Any, key: str) -> Any:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    return None
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML, but a key given twice is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}: give it once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_manifest(text: str, *, source: str = "module.yaml") -> Manifest:
+    """Validate manifest text; raises `ManifestError` naming `source` and the field."""
+    if len(text.encode()) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{source}: file is over {MAX_MANIFEST_BYTES} bytes; manifests are "
+                            "small, keep data and weights in separate files")
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(f"{source}: invalid YAML{where}: {problem}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: expected a mapping of manifest fields at the top level, "
+                            f"got {type(data).__name__}; see `registry schema`")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(format_validation_error(exc, source)) from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read `path` (a module.yaml, or a module folder) and validate it."""
+    if path.is_dir():
+        path = path / MANIFEST_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file; create it with `registry new`") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text; save the manifest as UTF-8") from None
+    return parse_manifest(text, source=str(path))
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _flow_short_lists(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = len(data) <= 8 and all(not isinstance(v, dict | list) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _flow_short_lists)
+
+
+def dump_manifest(manifest: Manifest) -> str:
+    return yaml.dump(manifest.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     width=100)
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    if path.is_dir():
+        path = path / MANIFEST_FILE
+    text = dump_manifest(manifest)
+    fd, tmp = tempfile.mkstemp(prefix=".module.", suffix=".yaml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a manifest is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+

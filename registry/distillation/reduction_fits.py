@@ -1,0 +1,144 @@
+"""Solving for f in y = prefactor · f(Π groups) on one reduction: the quick solvers on
+f and on its transforms, and the expression search; each law found is recorded, in the
+inputs, on the problem."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import sympy
+
+from registry.core.expr import symbol
+from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
+from registry.distillation.problem import _Problem
+from registry.distillation.quick import QuickFit, power_law, power_law_scaled
+from registry.distillation.quick import library as fit_library
+from registry.distillation.quick import polynomial as fit_polynomial
+from registry.distillation.quick import rational as fit_rational
+from registry.distillation.search import search_many
+from registry.distillation.transforms import _back, _stretch, _transforms
+
+SEARCH_SAMPLES = 200
+
+
+def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+                 values: Mapping[str, np.ndarray], target: np.ndarray, pre: np.ndarray,
+                 y: np.ndarray) -> None:
+    """The quick solvers for target = f(groups); record prefactor · f (in the inputs)."""
+    names = list(groups)
+
+    def record(f_expr: sympy.Expr, method: str) -> None:
+        full = prefactor * f_expr.xreplace({symbol(n): groups[n] for n in names})
+        p.found.append(Candidate(full, complexity_of(full), 0.0, method))
+
+    if not names:
+        record(sympy.Float(float(np.median(target))), "dimensional analysis")
+        return
+    # The tolerance is relative to y's spread; dividing by the prefactor changes both the
+    # teacher's error and the spread, so restate it for the target.
+    with np.errstate(all="ignore"):
+        ratio = float(np.std(y) * np.sqrt(np.mean(1 / np.square(pre))) / np.std(target))
+    tol = p.tolerance * ratio if np.isfinite(ratio) and ratio > 0 else p.tolerance
+    fit = power_law(values, target)
+    if fit is not None:
+        record(fit.expr, "power law")
+        if fit.nrmse < tol:
+            return
+    fit = power_law_scaled(pre, values, y)
+    if fit is not None:
+        record(fit.expr, "power law (scaled)")
+        if fit.nrmse < p.tolerance:
+            return
+    fit = fit_polynomial(values, target, degree=3 if len(names) <= 2 else 2)
+    if fit is not None:
+        record(fit.expr, "polynomial")
+        if fit.nrmse < tol and _sparse(fit.expr):
+            return
+    fit = fit_rational(values, target, degree=2, tolerance=tol)
+    if fit is not None:
+        record(fit.expr, "rational")
+        if _sparse(fit.expr):
+            return
+    fit = fit_library(values, target, tolerance=tol)
+    if fit is not None:
+        record(fit.expr, "library")
+        if _sparse(fit.expr):
+            return
+    # The same solvers on transforms of the target: f² may be a polynomial, 1/f a
+    # rational function, log f a sparse sum (a Gaussian). A fit is judged after the
+    # inverse transform, against the target itself.
+    sign = 1.0 if np.all(target > 0) else -1.0
+    for transform in _transforms(target):
+        if time.monotonic() > p.deadline:
+            return
+        with np.errstate(all="ignore"):
+            t = transform.forward(target)
+        if not np.all(np.isfinite(t)):
+            continue
+        # The teacher's error, carried through the transform: how loose to fit there.
+        loose = tol * _stretch(transform, target)
+        for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
+                              (lambda v, u, tol=loose: _rational_both_ways(v, u, tol),
+                               "rational"),
+                              (lambda v, u, tol=loose: fit_library(v, u, tolerance=tol),
+                               "library")):
+            fit = solver(values, t)
+            if fit is None or fit.nrmse > loose or not _sparse(fit.expr, 4):
+                continue
+            law = _back(transform, fit.expr, sign)
+            if law is not None and nrmse(evaluate(law, values), target) < tol:
+                record(law, f"{label} of the {transform.name}")
+                break
+
+
+def _rational_both_ways(values: Mapping[str, np.ndarray], t: np.ndarray,
+                        tolerance: float) -> QuickFit | None:
+    """A rational fit over the groups and, for one or two groups, their inverses too:
+    `(1 − a)²/(1 − b⁻²)` is short in b⁻¹, and a Π group's orientation is arbitrary."""
+    if len(values) > 2 or any(np.any(v == 0) for v in values.values()):
+        return fit_rational(values, t, degree=2, tolerance=tolerance)
+    both = dict(values) | {f"inv_{n}": 1 / v for n, v in values.items()}
+    fit = fit_rational(both, t, degree=2, tolerance=tolerance)
+    if fit is None:
+        return None
+    expr = fit.expr.xreplace({symbol(f"inv_{n}"): 1 / symbol(n) for n in values})
+    return QuickFit(expr, fit.nrmse, fit.complexity)
+
+
+def _search_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+                    values: Mapping[str, np.ndarray], target: np.ndarray, pre: np.ndarray,
+                    y: np.ndarray, *, budget: float) -> None:
+    """The expression search for f in y = prefactor · f(groups): y itself (scaled by the
+    prefactor, robust to a teacher's absolute error) and transforms of y/prefactor."""
+    names = list(groups)
+    if not names:
+        return
+    subset = slice(0, SEARCH_SAMPLES)
+    transforms = []
+    targets: list[tuple[np.ndarray, np.ndarray | None]] = [(y[subset], pre[subset])]
+    with np.errstate(all="ignore"):
+        for transform in _transforms(target):
+            t = transform.forward(target[subset])
+            if np.all(np.isfinite(t)):
+                transforms.append(transform)
+                targets.append((t, None))
+    found = search_many({n: v[subset] for n, v in values.items()}, targets,
+                        deadline=time.monotonic() + max(0.5, budget),
+                        tolerance=p.tolerance * 0.1)
+    sign = 1.0 if np.all(target > 0) else -1.0
+    inputs = {symbol(n): groups[n] for n in names}
+    for i, hits in enumerate(found):
+        # All hits within reach of the best: with a noisy teacher, a later hit may only
+        # fit the noise better than the law found before it.
+        floor = min((h.nrmse for h in hits), default=math.inf)
+        keep = [h for h in hits if h.nrmse <= max(10 * floor, p.tolerance)][-12:] or hits[-2:]
+        for hit in keep:
+            f = hit.expr if i == 0 else _back(transforms[i - 1], hit.expr, sign)
+            if f is None:
+                continue
+            full = prefactor * f.xreplace(inputs)
+            label = "search" if i == 0 else f"search on the {transforms[i - 1].name}"
+            p.found.append(Candidate(full, complexity_of(full), 0.0, label))

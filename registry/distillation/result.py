@@ -1,0 +1,106 @@
+"""What a distillation returns: the chosen equation per output, its Pareto front of
+complexity against error, and how the choice is made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry.distillation.candidates import Candidate
+from registry.errors import DistillationError
+
+__all__ = ["DistillResult", "pareto_front"]
+
+
+def pareto_front(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates no other beats on both complexity and error, simplest first."""
+    front: list[Candidate] = []
+    for cand in sorted(candidates, key=lambda c: (c.complexity, c.nrmse)):
+        if not front or cand.nrmse < front[-1].nrmse:
+            front.append(cand)
+    return front
+
+
+@dataclass
+class DistillResult:
+    equations: dict[str, str]
+    chosen: dict[str, Candidate]
+    pareto: dict[str, list[Candidate]]
+    found: bool
+    message: str
+    inputs: dict[str, tuple[str, tuple[float, float]]]
+    outputs: dict[str, str]
+    duration_s: float
+    energy: Any = None
+    teacher_metrics: dict[str, float] = field(default_factory=dict)
+
+    def manifest(self, name: str, version: str = "1.0.0", *, distilled_from: str | None = None,
+                 summary: str | None = None) -> Any:
+        """An `equation` manifest for the chosen equations (provenance: distilled)."""
+        from registry.core.manifest import Manifest
+
+        if not self.found:
+            raise DistillationError(self.message)
+        data: dict[str, Any] = {
+            "name": name, "version": version, "kind": "equation",
+            "summary": summary or f"Distilled from {distilled_from or 'a teacher'}",
+            "inputs": {n: {"unit": u, "range": list(r)} for n, (u, r) in self.inputs.items()},
+            "outputs": {n: {"unit": u} for n, u in self.outputs.items()},
+            "equation": dict(self.equations),
+            "provenance": {"source": "distilled", "distilled_from": distilled_from},
+        }
+        if distilled_from is not None:
+            data["evaluation"] = {"reference": {"module": distilled_from},
+                                  "sample": {"n": 4096, "seed": 0}}
+        if self.energy is not None:
+            data["cost"] = {"training": self.energy.to_training_cost().model_dump(
+                exclude_none=True)}
+        return Manifest.model_validate(data)
+
+    def plot(self, path: Path) -> Path:
+        """A PNG of each output's Pareto front (complexity against error), chosen marked."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(self.pareto), figsize=(5 * len(self.pareto), 3.6),
+                                 squeeze=False)
+        for ax, (output, front) in zip(axes[0], self.pareto.items(), strict=True):
+            ax.plot([c.complexity for c in front], [max(c.nrmse, 1e-17) for c in front], "o-")
+            chosen = self.chosen.get(output)
+            if chosen is not None:
+                ax.plot([chosen.complexity], [max(chosen.nrmse, 1e-17)], "r*", markersize=14,
+                        label=self.equations.get(output, "")[:40])
+                ax.legend(fontsize=7)
+            ax.set_yscale("log")
+            ax.set_xlabel("complexity (tree nodes)")
+            ax.set_ylabel("nRMSE against the teacher")
+            ax.set_title(f"Pareto front: {output}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"found": self.found, "message": self.message, "equations": self.equations,
+                "chosen": {k: c.to_dict() for k, c in self.chosen.items()},
+                "pareto": {k: [c.to_dict() for c in v] for k, v in self.pareto.items()},
+                "duration_s": self.duration_s}
+
+
+def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
+    """The simplest candidate within 1.5× of the best error (or the tolerance), preferring
+    dimensionally consistent ones."""
+    consistent = [c for c in candidates if c.units_ok]
+    # A law that fits only against the declared units means the units are wrong (a typo
+    # in a table): it is still the answer, and the caller reports the contradiction.
+    pool = (consistent if any(c.nrmse <= tolerance for c in consistent)
+            else candidates if any(c.nrmse <= tolerance for c in candidates)
+            else consistent or candidates)
+    if not pool:
+        return None
+    best = min(c.nrmse for c in pool)
+    threshold = max(best * 1.5, tolerance)
+    return min((c for c in pool if c.nrmse <= threshold), key=lambda c: (c.complexity, c.nrmse))

@@ -1,0 +1,74 @@
+"""The entry point: distill a callable into one equation per output."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from registry.distillation.result import DistillResult, _choose, pareto_front
+from registry.distillation.solver import solve_output
+from registry.distillation.teacher import teacher_from_callable
+
+__all__ = ["distill"]
+
+
+def distill(
+    fn: Callable[..., Any],
+    *,
+    inputs: Mapping[str, tuple[str | None, tuple[float, float]]],
+    outputs: Mapping[str, str | None],
+    budget_s: float = 60.0,
+    tolerance: float = 1e-5,
+    seed: int = 0,
+    double: bool = False,
+) -> DistillResult:
+    """Find equations for `fn` (a `(batch, n_inputs)` tensor → `(batch, n_outputs)` callable).
+
+    `inputs` maps names to (unit or None, (low, high)); `outputs` to units. Units
+    enable dimensional analysis; without them the search is over raw inputs.
+    `tolerance` is the relative error (nRMSE) the teacher is trusted to: use the
+    network's own test error when distilling a network. The teacher is only called, with
+    float32 inputs (as networks run) or float64 ones with `double`.
+    """
+    from registry.core.expr import format_expression
+    from registry.cost.energy import track_energy
+
+    names = list(inputs)
+    ranges = {n: (float(r[0]), float(r[1])) for n, (_, r) in inputs.items()}
+    units = {n: u for n, (u, _) in inputs.items()}
+    has_units = all(u is not None for u in units.values())
+    start = time.monotonic()
+    chosen, pareto, equations, problems = {}, {}, {}, []
+    with track_energy() as tracker:
+        for index, (output, out_unit) in enumerate(outputs.items()):
+            teacher = teacher_from_callable(fn, names, index, double=double)
+            budget = budget_s / len(outputs)
+            candidates = solve_output(
+                teacher, ranges, units=units if has_units else None,  # type: ignore[arg-type]
+                out_unit=out_unit if has_units else None, budget_s=budget, tolerance=tolerance,
+                seed=seed)
+            pareto[output] = pareto_front(candidates)
+            pick = _choose(candidates, tolerance)
+            if pick is None or pick.nrmse > 3 * tolerance:
+                best = ", ".join(f"{format_expression(c.expr)} (nRMSE {c.nrmse:.3g})"
+                                 for c in pareto[output][-3:]) or "none"
+                problems.append(f"`{output}`: no equation found within {budget:.0f} s; best "
+                                f"candidates: {best}")
+                if pick is not None:
+                    chosen[output] = pick
+                continue
+            chosen[output] = pick
+            if not pick.units_ok:
+                problems.append(f"`{output}`: {format_expression(pick.expr)} fits the teacher "
+                                f"(nRMSE {pick.nrmse:.3g}) but contradicts the declared units; "
+                                "check the units of the inputs and output")
+                continue
+            equations[output] = format_expression(pick.expr)
+    found = not problems
+    message = "; ".join(problems) if problems else "found: " + ", ".join(
+        f"{k} = {v}" for k, v in equations.items())
+    return DistillResult(equations, chosen, pareto, found, message,
+                         {n: (units[n] or "1", ranges[n]) for n in names},
+                         {k: v or "1" for k, v in outputs.items()}, time.monotonic() - start,
+                         tracker.report)

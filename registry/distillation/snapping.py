@@ -1,0 +1,60 @@
+"""Constant snapping: fitted floats replaced by simple exact numbers (p/q, π, √2, …)
+when that does not hurt the fit."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import sympy
+
+from registry.distillation.candidates import complexity_of, evaluate, nrmse
+from registry.distillation.quick import snap_fraction
+
+__all__ = ["snap_constants"]
+
+_ROOTS = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
+          (sympy.sqrt(2), math.sqrt(2)), (sympy.sqrt(2 * sympy.pi), math.sqrt(2 * math.pi)),
+          (sympy.pi**2, math.pi**2)]
+# Each special number and its reciprocal: 1/(4π) is (1/4)·π⁻¹.
+_SPECIAL = [*_ROOTS, *((1 / s, 1 / v) for s, v in _ROOTS)]
+
+
+def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
+                   tolerance: float = 0.0) -> sympy.Expr:
+    """Replace fitted floats by simple exact numbers when that does not hurt the fit:
+    tiny ones by 0, others by p/q or p/q times π, √π, √2, √(2π), π² or their reciprocals."""
+    base = nrmse(evaluate(expr, x), y)
+    allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
+    floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
+    for f in floats:
+        value = float(f)
+        options: list[tuple[int, sympy.Expr]] = [(0, sympy.Integer(0))]
+        for rank, (special, number) in enumerate([(sympy.Integer(1), 1.0), *_SPECIAL]):
+            # How close counts as "the same number" follows the teacher's own precision.
+            closeness = max(1e-6, tolerance) * abs(value / number) + 1e-12
+            ratio = snap_fraction(value / number, max_denominator=24, tolerance=closeness)
+            if ratio is not None and ratio != 0:
+                # The simplest number first: with a network's precision both 44/7 and 2π
+                # fit 6.2835, and 2π is the law.
+                cost = abs(ratio.numerator) + ratio.denominator + (0 if rank == 0 else 2)
+                options.append((cost, sympy.Rational(ratio.numerator, ratio.denominator)
+                                * special))
+        for _, option in sorted(options, key=lambda o: o[0]):
+            trial = expr.xreplace({f: option})
+            if nrmse(evaluate(trial, x), y) <= allowed:
+                expr = trial
+                break
+    if complexity_of(expr) >= 60:
+        return expr
+    # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
+    # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the
+    # shortest form that still fits.
+    simplified = sympy.simplify(expr)
+    forms = [expr, simplified, sympy.powdenest(expr, force=True),
+             sympy.powdenest(simplified, force=True)]
+    for form in sorted(forms, key=complexity_of):
+        if form == expr or nrmse(evaluate(form, x), y) <= allowed:
+            return form
+    return expr

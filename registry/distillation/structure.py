@@ -1,0 +1,94 @@
+"""Structure tests that query the teacher: irrelevant inputs, translational symmetry
+(f depends on x_j − x_i only), and additive or multiplicative separability.
+
+Each test draws fresh points from the input ranges, asks the teacher, and
+compares with a tolerance relative to the output's spread (set from the
+teacher's own noise when distilling a network).
+
+Example:
+    >>> separable(f, ranges, ["x", "y", "z"], kind="mul")
+    (['x', 'y'], ['z'])          # f = g(x, y) · h(z)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from registry.distillation.teacher import Teacher
+
+__all__ = ["Teacher", "irrelevant_inputs", "sample", "separable", "translation_pairs"]
+
+
+def sample(ranges: Mapping[str, tuple[float, float]], n: int,
+           rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {name: rng.uniform(low, high, n) for name, (low, high) in ranges.items()}
+
+
+def _relative_change(a: np.ndarray, b: np.ndarray, scale: float) -> float:
+    """The root-mean-square change relative to `scale`. Not the maximum: a network's
+    error has tails, and one point at three times its RMS error must not break a
+    symmetry the network otherwise shows."""
+    with np.errstate(all="ignore"):
+        change = float(np.sqrt(np.mean(np.square(a - b)))) / scale
+    return change if np.isfinite(change) else math.inf
+
+
+def irrelevant_inputs(f: Teacher, ranges: Mapping[str, tuple[float, float]], *,
+                      tolerance: float, rng: np.random.Generator, n: int = 256) -> list[str]:
+    """Inputs whose resampling never changes the output (beyond `tolerance` × spread)."""
+    base = sample(ranges, n, rng)
+    y = f(base)
+    scale = float(np.std(y)) or float(np.abs(y).mean()) or 1.0
+    unused = []
+    for name, (low, high) in ranges.items():
+        moved = dict(base) | {name: rng.uniform(low, high, n)}
+        if _relative_change(f(moved), y, scale) <= tolerance:
+            unused.append(name)
+    return unused
+
+
+def translation_pairs(f: Teacher, ranges: Mapping[str, tuple[float, float]],
+                      units: Mapping[str, str], *, tolerance: float,
+                      rng: np.random.Generator, n: int = 256) -> list[tuple[str, str]]:
+    """Pairs (a, b) of same-unit inputs with f unchanged when both shift together."""
+    base = sample(ranges, n, rng)
+    y = f(base)
+    scale = float(np.std(y)) or 1.0
+    pairs, used = [], set()
+    for a, b in itertools.combinations(ranges, 2):
+        if a in used or b in used or units[a] != units[b]:
+            continue
+        width = min(ranges[a][1] - ranges[a][0], ranges[b][1] - ranges[b][0])
+        shift = 0.25 * width
+        moved = dict(base) | {a: base[a] + shift, b: base[b] + shift}
+        if _relative_change(f(moved), y, scale) <= tolerance:
+            pairs.append((a, b))
+            used |= {a, b}
+    return pairs
+
+
+def separable(f: Teacher, ranges: Mapping[str, tuple[float, float]], names: Sequence[str], *,
+              kind: str, tolerance: float, rng: np.random.Generator,
+              n: int = 256) -> tuple[list[str], list[str]] | None:
+    """A split (A, B) with f = g(A) + h(B) (`kind="add"`) or g(A)·h(B) (`"mul"`), smallest A."""
+    if len(names) < 2:
+        return None
+    p, q = sample(ranges, n, rng), sample(ranges, n, rng)
+    for size in range(1, len(names) // 2 + 1):
+        for group in itertools.combinations(names, size):
+            a = list(group)
+            mixed1 = {k: (p[k] if k in a else q[k]) for k in ranges}
+            mixed2 = {k: (q[k] if k in a else p[k]) for k in ranges}
+            fp, fq, f1, f2 = f(p), f(q), f(mixed1), f(mixed2)
+            if kind == "add":
+                lhs, rhs = fp + fq, f1 + f2
+            else:
+                lhs, rhs = fp * fq, f1 * f2
+            scale = float(np.std(lhs)) or float(np.abs(lhs).mean()) or 1.0
+            if _relative_change(lhs, rhs, scale) <= tolerance:
+                return a, [k for k in names if k not in a]
+    return None

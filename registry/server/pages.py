@@ -1,0 +1,347 @@
+"""Server-rendered pages: the module list, one module's card, the leaderboard.
+
+    GET /                             registered modules (latest of each) and the working
+                                      tree's unregistered ones; filters ?q= (name, summary)
+                                      and ?kind=; works without JavaScript
+    GET /modules/{name}               a module's card; ?version=1.0.0 (or ^1, workspace)
+    GET /modules/{name}/pareto.png    a distilled module's Pareto plot (same ?version=)
+    GET /leaderboard                  latest versions ranked by FLOPs and by energy per sample
+    GET /static/style.css             the one style sheet (no CDN, no fonts, no scripts)
+
+Pages read through `app.state.registry`, as the CLI does. Templates are
+autoescaped. The one piece of markup built in Python is an equation's MathML,
+printed by sympy from the tree the safe parser builds: its names are
+identifiers and its numbers numbers, so no manifest text reaches the page raw.
+
+Example:
+    >>> client.get("/modules/gravity").text     # doctest: +SKIP
+    '<!doctype html>... <math xmlns="http://www.w3.org/1998/Math/MathML" display="block">...'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup, escape
+from starlette.staticfiles import StaticFiles
+
+from registry.errors import ExpressionError, NotFound, RegistryError
+from registry.core.reference import parse_reference
+from registry.core.manifest import NAME_PATTERN, Manifest, Measured
+
+if TYPE_CHECKING:
+    from registry.api import Registry
+    from registry.store.local import Resolved
+
+__all__ = ["install"]
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("equation", "network", "composite")
+MAX_QUERY = 200
+PARETO_FILE = "pareto.png"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MATHML_NS = "http://www.w3.org/1998/Math/MathML"
+# No scripts at all, and nothing from other origins.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+# (budget key, manifest figure, "min" or "max", unit)
+BUDGET_LINES = (
+    ("max_flops_per_sample", "flops", "max", ""),
+    ("max_params", "params", "max", ""),
+    ("max_energy_j_per_sample", "energy", "max", " J"),
+    ("max_training_energy_j", "training_energy", "max", " J"),
+    ("min_r2", "r2", "min", ""),
+    ("max_rmse", "rmse", "max", ""),
+    ("max_nrmse", "nrmse", "max", ""),
+    ("max_rel_error", "max_rel_error", "max", ""),
+)
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def install(app: FastAPI) -> None:
+    """Add the HTML pages (/, /modules/{name}, /leaderboard) and static files to `app`."""
+    app.add_api_route("/", index_page, methods=["GET"], response_class=HTMLResponse,
+                      include_in_schema=False)
+    app.add_api_route("/leaderboard", leaderboard_page, methods=["GET"],
+                      response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/modules/{name}", module_page, methods=["GET"],
+                      response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/modules/{name}/pareto.png", pareto_image, methods=["GET"],
+                      include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+# pages -----------------------------------------------------------------------------
+
+
+def index_page(request: Request, q: str = "", kind: str = "") -> HTMLResponse:
+    reg = _registry(request)
+    query = q.strip()[:MAX_QUERY]
+    kind = kind if kind in KINDS else ""
+    latest = reg.list()
+    stages = _stages_by_module(reg, latest)
+    rows = []
+    for row in latest:
+        if (not kind or row.kind == kind) and _matches(query, row.name, row.summary):
+            rows.append({"row": row, "manifest": Manifest.model_validate(row.manifest),
+                         "stages": stages.get(row.name, [])})
+    unregistered = []
+    for name in reg.unregistered():
+        try:
+            manifest: Manifest | None = reg.resolve(f"{name}@workspace").manifest
+        except RegistryError:
+            manifest = None  # shown by name; its own page says what is wrong
+        if kind and (manifest is None or manifest.kind != kind):
+            continue
+        if _matches(query, name, manifest.summary if manifest else ""):
+            unregistered.append({"name": name, "manifest": manifest})
+    return _page(request, "index.html", title="Modules", rows=rows, unregistered=unregistered,
+                 q=query, kind=kind, kinds=KINDS)
+
+
+def leaderboard_page(request: Request) -> HTMLResponse:
+    reg = _registry(request)
+    entries = [(row, Manifest.model_validate(row.manifest)) for row in reg.list()]
+    by_flops = sorted(((r, m) for r, m in entries if m.cost.flops_per_sample is not None),
+                      key=lambda e: (e[1].cost.flops_per_sample, e[0].name))
+    by_energy = sorted(((r, m) for r, m in entries if m.cost.energy_j_per_sample is not None),
+                       key=lambda e: (_energy_value(e[1]), e[0].name))
+    unranked = sorted({r.name for r, m in entries
+                       if m.cost.flops_per_sample is None or m.cost.energy_j_per_sample is None})
+    return _page(request, "leaderboard.html", title="Leaderboard", by_flops=by_flops,
+                 by_energy=by_energy, unranked=unranked)
+
+
+def module_page(request: Request, name: str, version: str | None = None) -> HTMLResponse:
+    reg = _registry(request)
+    try:
+        resolved = _resolve(reg, name, version)
+    except RegistryError as exc:
+        return _error_page(request, exc)
+    manifest = resolved.manifest
+    rows = reg.versions(name)
+    stages = _stages_by_module(reg, rows).get(name, [])
+    in_tree = name in reg.store.workspace_names()
+    context: dict[str, Any] = {
+        "title": f"{manifest.name} {manifest.version}",
+        "m": manifest, "resolved": resolved, "versions": rows, "stages": stages,
+        "in_tree": in_tree, "current": resolved.tag,
+        "equations": _equations(manifest), "budget": _budget_rows(manifest),
+        "nodes": _composite_nodes(resolved), "has_pareto": _has_pareto(resolved),
+        "pareto_version": version or (manifest.version if resolved.commit else "workspace"),
+        "teacher": _link(manifest.provenance.distilled_from),
+        "parents": [(p, _link(p)) for p in manifest.provenance.parents],
+        "reference_module": _link(manifest.evaluation.reference.module
+                                  if manifest.evaluation and manifest.evaluation.reference
+                                  else None),
+    }
+    return _page(request, "module.html", **context)
+
+
+def pareto_image(request: Request, name: str, version: str | None = None) -> Response:
+    reg = _registry(request)
+    try:
+        data = _resolve(reg, name, version).read(PARETO_FILE)
+    except RegistryError as exc:
+        return _error_page(request, exc)
+    if not data.startswith(PNG_MAGIC):
+        return _error_page(request, NotFound(f"{name}: {PARETO_FILE} is not a PNG image"))
+    return Response(data, media_type="image/png",
+                    headers={"X-Content-Type-Options": "nosniff",
+                             "Cache-Control": "public, max-age=60"})
+
+
+# reading ---------------------------------------------------------------------------
+
+
+def _registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+def _resolve(reg: Registry, name: str, version: str | None) -> Resolved:
+    """The version `?version=` names; else the latest, else the working tree's copy."""
+    if re.fullmatch(NAME_PATTERN, name) is None:
+        raise NotFound(f"no module {name!r}: names are lower-case letters, digits and '-'")
+    if version:
+        return reg.resolve(f"{name}@{version.strip()[:MAX_QUERY]}")
+    if not reg.versions(name) and name in reg.store.workspace_names():
+        return reg.resolve(f"{name}@workspace")
+    return reg.resolve(name)
+
+
+def _stages_by_module(reg: Registry, rows: list[Any]) -> dict[str, list[tuple[str, str]]]:
+    """{module: [(stage, version)]}; `rows` first, so the index is fresh."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    names = {row.name for row in rows}
+    for (module, stage), version in sorted(reg.store.index.stages().items()):
+        if module in names:
+            found.setdefault(module, []).append((stage, version))
+    return found
+
+
+def _matches(query: str, name: str, summary: str) -> bool:
+    needle = query.casefold()
+    return not needle or needle in name.casefold() or needle in summary.casefold()
+
+
+def _link(ref: str | None) -> tuple[str, str | None] | None:
+    """(name, version spec) of a recorded reference, for a link; None if it is malformed."""
+    if not ref:
+        return None
+    try:
+        parsed = parse_reference(ref)
+    except RegistryError:
+        return None
+    return parsed.name, parsed.spec
+
+
+def _has_pareto(resolved: Resolved) -> bool:
+    try:
+        resolved.read(PARETO_FILE)
+    except RegistryError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class EquationView:
+    output: str
+    text: str
+    mathml: Markup | None
+    error: str | None = None
+
+
+def _equations(manifest: Manifest) -> list[EquationView]:
+    """Each output's equation as MathML, built from the safe parser's tree (never sympify)."""
+    from sympy.printing.mathml import mathml
+
+    from registry.core.expr import parse_expression, symbol
+
+    names = [*manifest.inputs, *manifest.constants]
+    views = []
+    for output, text in (manifest.equation or {}).items():
+        try:
+            expr = parse_expression(text, names=names, where=f"equation.{output}")
+        except ExpressionError as exc:
+            views.append(EquationView(output, text, None, str(exc)))
+            continue
+        lhs = mathml(symbol(output), printer="presentation")
+        rhs = mathml(expr, printer="presentation")
+        alt = escape(f"{output} = {text}")
+        markup = Markup(f'<math xmlns="{MATHML_NS}" display="block" alttext="{alt}">'
+                        f"<mrow>{lhs}<mo>=</mo>{rhs}</mrow></math>")
+        views.append(EquationView(output, text, markup))
+    return views
+
+
+def _composite_nodes(resolved: Resolved) -> list[dict[str, Any]]:
+    """The nodes of a composite's compose spec: name, module link or inline block."""
+    manifest = resolved.manifest
+    if manifest.kind != "composite" or manifest.composition is None:
+        return []
+    import yaml
+
+    from registry.composition.spec import parse_spec
+
+    try:
+        source = resolved.where(manifest.composition.spec)
+        spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)),
+                          source=source)
+    except (RegistryError, yaml.YAMLError):
+        return []
+    return [{"name": node, "module": n.module, "link": _link(n.module),
+             "mlp": n.mlp, "outputs": list(n.outputs.values())}
+            for node, n in spec.nodes.items()]
+
+
+def _energy_value(manifest: Manifest) -> float:
+    energy = manifest.cost.energy_j_per_sample
+    return energy.value if energy is not None else float("inf")
+
+
+def _figures(manifest: Manifest) -> dict[str, tuple[float | None, str | None]]:
+    """The recorded figures budgets apply to: {figure: (value, method)}."""
+    cost, metrics = manifest.cost, (manifest.evaluation.metrics if manifest.evaluation else {})
+    energy, training = cost.energy_j_per_sample, cost.training
+    figures: dict[str, tuple[float | None, str | None]] = {
+        "flops": (cost.flops_per_sample, "exact"),
+        "params": (cost.params, "exact"),
+        "energy": (energy.value if energy else None, energy.method if energy else None),
+        "training_energy": (training.energy_j if training else None,
+                            training.method if training else None),
+    }
+    for metric in ("r2", "rmse", "nrmse", "max_rel_error"):
+        figures[metric] = (metrics.get(metric), "evaluation")
+    return figures
+
+
+def _budget_rows(manifest: Manifest) -> list[dict[str, Any]]:
+    """Each declared budget beside the recorded figure, with pass, fail or "no figure"."""
+    figures = _figures(manifest)
+    rows = []
+    for key, figure, bound, unit in BUDGET_LINES:
+        limit = getattr(manifest.budget, key)
+        if limit is None:
+            continue
+        value, method = figures[figure]
+        if value is None:
+            result = "none"
+        else:
+            ok = value <= limit if bound == "max" else value >= limit
+            result = "pass" if ok else "fail"
+        rows.append({"key": key, "limit": f"{'≤' if bound == 'max' else '≥'} {_num(limit)}{unit}",
+                     "value": value, "unit": unit, "method": method, "result": result,
+                     "estimated": _is_estimate(method)})
+    return rows
+
+
+# rendering -------------------------------------------------------------------------
+
+
+def _page(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    html = _env.get_template(template).render(root=root, path=request.url.path, **context)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _error_page(request: Request, exc: RegistryError) -> HTMLResponse:
+    from registry.errors import wire_status
+
+    status, _ = wire_status(exc)
+    title = "Not found" if status == 404 else "Cannot show this page"
+    return _page(request, "error.html", status=status, title=title, message=str(exc))
+
+
+def _num(value: float | int | None) -> str:
+    """Integers with thousands separators, other numbers to 4 significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
+                                  and abs(value) < 1e15):
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _is_estimate(method: str | None) -> bool:
+    return bool(method) and str(method).startswith("estimated")
+
+
+def _measured(figure: Measured | None) -> str:
+    return "—" if figure is None else _num(figure.value)
+
+
+_env.filters["num"] = _num
+_env.filters["measured"] = _measured
+_env.tests["estimate"] = _is_estimate

@@ -1,0 +1,339 @@
+"""The local store: modules in `modules/<name>/` of a git repository, versions as tags.
+
+Registration is two steps, and the store calls nothing above it: `stage`
+checks a folder (name, version, ignored files) and says whether the same
+content is registered already; the api then measures the module and hands
+`commit` the finished manifest. `commit` runs one transaction under a lock in
+the git directory (concurrent registrations queue): check again, write the
+manifest, commit the folder, tag `<name>@v<version>`. If anything fails before
+the commit the manifest is restored (no half-written manifest, no dangling tag:
+the tag is the last step).
+
+Example:
+    >>> store = LocalStore(find_root())
+    >>> store.resolve("gravity@^1").manifest.version
+    '1.1.0'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from registry.core.manifest import (
+    MANIFEST_FILE,
+    GitInfo,
+    Manifest,
+    dump_manifest,
+    load_manifest,
+    parse_manifest,
+    write_manifest,
+)
+from registry.core.reference import Reference, Version, parse_reference
+from registry.errors import ManifestError, NotFound, VersionConflict, WorkingTreeDirty
+from registry.store.base import (
+    MODULES_DIR,
+    Bump,
+    Pending,
+    RegisterResult,
+    Resolved,
+    VersionRow,
+    newest,
+)
+from registry.store.git import GitRepo
+from registry.store.index import Index
+from registry.store.tags import (
+    parse_register_subject,
+    register_subject,
+    stage_tag,
+    tag_of_ref,
+    version_tag,
+)
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+
+__all__ = ["LocalStore"]
+
+LOCK_TIMEOUT_S = 600
+
+
+class LocalStore:
+    """Git repository + index: resolves references and registers versions."""
+
+    measures = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+        self.repo = GitRepo(root)
+        self._index: Index | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self.location!r})"
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = Index.for_repo(self.repo)
+        return self._index
+
+    def _lock(self, name: str = "registry.lock") -> FileLock:
+        from filelock import FileLock
+
+        return FileLock(str(self.repo.gitdir / name), timeout=LOCK_TIMEOUT_S)
+
+    # reading -----------------------------------------------------------------
+
+    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
+        return self.index.versions(name, kind=kind)
+
+    def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
+        return self.index.stages(name)
+
+    def latest(self, kind: str | None = None) -> list[VersionRow]:
+        return newest(self.versions(kind=kind))
+
+    def unregistered(self) -> list[str]:
+        registered = {row.name for row in self.versions()}
+        return [n for n in self.workspace_names() if n not in registered]
+
+    def workspace_names(self) -> list[str]:
+        """Modules in the working tree (registered or not)."""
+        folder = self.root / MODULES_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p.parent.name for p in folder.glob(f"*/{MANIFEST_FILE}"))
+
+    def resolve(self, ref: str | Reference) -> Resolved:
+        reference = parse_reference(ref) if isinstance(ref, str) else ref
+        if reference.is_workspace:
+            path = self.root / MODULES_DIR / reference.name / MANIFEST_FILE
+            if not path.is_file():
+                raise NotFound(f"{path.relative_to(self.root)}: no such module in the working "
+                               f"tree; create it with `registry new {reference.name}`")
+            return self._workspace(load_manifest(path))
+        rows = {row.version: row for row in self.versions(reference.name)}
+        if reference.stage is not None:
+            stages = self.stages(reference.name)
+            version = stages.get((reference.name, reference.stage))
+            if version is None:
+                held = sorted(s for (_, s) in stages) or ["none"]
+                raise NotFound(f"`{reference.name}` has no version in stage `{reference.stage}` "
+                               f"(stages: {', '.join(held)}); assign one with "
+                               f"`registry promote {reference.name}@VERSION {reference.stage}`")
+        else:
+            if not rows and reference.name in self.workspace_names():
+                raise NotFound(f"`{reference.name}` is in the working tree but not registered; "
+                               f"use `{reference.name}@workspace`, or `registry register "
+                               f"{MODULES_DIR}/{reference.name}`")
+            if not rows:
+                raise NotFound(f"no module `{reference.name}`; `registry list` shows what exists")
+            version = reference.select(rows)
+        row = rows[version]
+        manifest = Manifest.model_validate(row.manifest)
+        folder = f"{MODULES_DIR}/{manifest.name}"
+        commit = row.commit
+
+        def read(relpath: str) -> bytes:
+            return self.repo.read_file(commit, f"{folder}/{relpath}")
+
+        return Resolved(manifest, commit, row.tag, read, stages=row.stages, root=self.root)
+
+    def _workspace(self, manifest: Manifest) -> Resolved:
+        folder = self.root / MODULES_DIR / manifest.name
+
+        def read(relpath: str) -> bytes:
+            path = folder / relpath
+            if not path.is_file():
+                raise NotFound(f"{MODULES_DIR}/{manifest.name}/{relpath}: no such file")
+            return path.read_bytes()
+
+        return Resolved(manifest, None, None, read, root=self.root)
+
+    # writing -----------------------------------------------------------------
+
+    def stage(self, path: Path, *, bump: Bump | None = None) -> Pending:
+        """Check the module folder at `path`; with `bump`, changed content of a registered
+        version becomes the next patch/minor/major version instead of a `VersionConflict`."""
+        folder, manifest_path = self._module_folder(path)
+        manifest = load_manifest(manifest_path)
+        if manifest.name != folder.name:
+            raise ManifestError(f"{manifest_path}: name: `{manifest.name}` differs from its "
+                                f"folder `{folder.name}`; rename one so they agree")
+        manifest, done = self._version_for(manifest, manifest_path, bump)
+        relfolder = f"{MODULES_DIR}/{manifest.name}"
+        if done is None:
+            ignored = self.repo.ignored_files(relfolder)
+            if ignored:
+                raise ManifestError(f"{folder}: {', '.join(ignored)} are ignored by git, so the "
+                                    "version would lack them; remove them from .gitignore, or "
+                                    "delete them if they are not part of the module")
+        return Pending(folder, manifest, self._workspace(manifest), done)
+
+    def commit(self, pending: Pending, manifest: Manifest | None) -> RegisterResult:
+        """Commit the measured `manifest` (None: the folder's as staged) and its folder, and
+        tag the version, under the lock."""
+        assert pending.manifest is not None, "a local registration is staged by this store"
+        manifest = manifest if manifest is not None else pending.manifest
+        manifest_path = pending.folder / MANIFEST_FILE
+        relfolder = f"{MODULES_DIR}/{manifest.name}"
+        with self._lock():
+            # Another registration may have landed while this one was measured.
+            _, done = self._version_for(pending.manifest, manifest_path, None)
+            if done is not None:
+                return done
+            original = manifest_path.read_bytes()
+            try:
+                filled = self._fill_provenance(manifest, relfolder)
+                parse_manifest(dump_manifest(filled), source=str(manifest_path))
+                write_manifest(filled, manifest_path)
+                commit = self.repo.commit_folder(relfolder, register_subject(filled.ref))
+            except BaseException:
+                manifest_path.write_bytes(original)
+                raise
+            tag = version_tag(filled.name, filled.version)
+            self.repo.create_tag(tag, commit, f"Registering artifact {filled.name} version "
+                                 f"v{filled.version}")
+        self.index.refresh()
+        return RegisterResult(filled, tag, commit, created=True)
+
+    def _version_for(self, manifest: Manifest, where: Path,
+                     bump: Bump | None) -> tuple[Manifest, RegisterResult | None]:
+        """The manifest with the version it registers as, or the existing result if unchanged."""
+        existing = {t.module + "@" + t.version: t for t in self.repo.version_tags()}
+        relfolder = f"{MODULES_DIR}/{manifest.name}"
+        if manifest.ref not in existing:
+            return manifest, None
+        commit = existing[manifest.ref].tag.commit
+        if self.repo.folder_matches(commit, relfolder):
+            return manifest, RegisterResult(manifest, tag_of_ref(manifest.ref), commit,
+                                            created=False)
+        latest = max(Version.parse(t.version) for t in existing.values()
+                     if t.module == manifest.name)
+        if bump is not None:
+            bumped = manifest.model_copy(update={"version": _next(latest, bump)})
+            if bumped.ref not in existing:
+                return bumped, None
+        raise VersionConflict(
+            f"{where}: version: {manifest.ref} is already registered (tag "
+            f"{tag_of_ref(manifest.ref)} at {commit[:12]}) with different content; bump "
+            f"`version` (latest is {latest}) to register the change")
+
+    @contextmanager
+    def swapped_in(self, staging: Path, name: str) -> Iterator[Path]:
+        """Put the folder `staging` at `modules/<name>/` for a registration (an upload).
+
+        The folder it replaces must be clean in git; when the registration fails
+        before committing, the previous folder is put back.
+        """
+        relfolder = f"{MODULES_DIR}/{name}"
+        target = self.root / relfolder
+        backup = staging.parent / f".previous-{name}"
+        with self._lock("registry-upload.lock"):
+            if target.exists() or target.is_symlink():
+                if not target.is_dir() or target.is_symlink():
+                    raise VersionConflict(f"{relfolder} exists and is not a folder")
+                if self.repo.folder_status(relfolder):
+                    raise WorkingTreeDirty(f"{relfolder} has uncommitted changes in the server's "
+                                          "repository; commit or discard them there before "
+                                          "uploading")
+                target.rename(backup)
+            head = self.repo.head()
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staging.rename(target)
+                yield target
+            except BaseException:
+                if self.repo.head() == head:  # nothing committed: put the old folder back
+                    shutil.rmtree(target, ignore_errors=True)
+                    if backup.exists():
+                        backup.rename(target)
+                raise
+            finally:
+                shutil.rmtree(backup, ignore_errors=True)
+
+    def promote(self, ref: str, stage: str) -> str:
+        """Assign `stage` to the version `ref` resolves to (a GTO stage tag); returns the tag."""
+        resolved = self.resolve(ref)
+        if resolved.commit is None:
+            raise NotFound("only registered versions can be promoted; register it first")
+        name = resolved.manifest.name
+        with self._lock():
+            numbers = [s.number for s in self.repo.stage_tags() if s.module == name]
+            tag = stage_tag(name, stage, max(numbers, default=0) + 1)
+            self.repo.create_tag(tag, resolved.commit, f"Assigning stage {stage} to artifact "
+                                 f"{name} version v{resolved.manifest.version}")
+        self.index.refresh()
+        return tag
+
+    def restore_tags(self) -> list[str]:
+        """Recreate version tags missing from a clone, from the commits `register` made.
+
+        Tags are pointers; the history is the record. A clone without tags (a
+        CI checkout, a push that left them behind) gets them back: each commit
+        titled `Register <name>@<version>` whose manifest has that name and
+        version is tagged `<name>@v<version>`, unless that tag exists.
+        """
+        restored = []
+        with self._lock():
+            existing = {tag.name for tag in self.repo.tags()}
+            for commit, subject in self.repo.subjects("^Register "):
+                parsed = parse_register_subject(subject)
+                if parsed is None:
+                    continue
+                name, version = parsed
+                tag = version_tag(name, version)
+                if tag in existing:
+                    continue
+                path = f"{MODULES_DIR}/{name}/{MANIFEST_FILE}"
+                try:
+                    blob = self.repo.read_file(commit, path)
+                    manifest = parse_manifest(blob.decode(), source=f"{commit[:12]}:{path}")
+                except (NotFound, ManifestError):
+                    continue
+                if manifest.ref != f"{name}@{version}":
+                    continue
+                self.repo.create_tag(tag, commit, f"Registering artifact {manifest.name} version "
+                                     f"v{manifest.version} (restored from history)")
+                existing.add(tag)
+                restored.append(tag)
+        if restored:
+            self.index.refresh()
+        return restored
+
+    def _module_folder(self, path: Path) -> tuple[Path, Path]:
+        path = path.resolve()
+        manifest_path = path / MANIFEST_FILE if path.is_dir() else path
+        folder = manifest_path.parent
+        if folder.parent != (self.root / MODULES_DIR).resolve():
+            raise ManifestError(f"{path}: modules live in {self.root / MODULES_DIR}/<name>/; "
+                                "move the folder there, then register it")
+        return folder, manifest_path
+
+    def git_info(self, relfolder: str) -> GitInfo:
+        """What a module produced now from this checkout records: HEAD, author, and whether
+        files outside its folder have uncommitted changes."""
+        return GitInfo(commit=self.repo.head(), author=self.repo.author(),
+                       dirty=self.repo.dirty_outside(relfolder))
+
+    def _fill_provenance(self, manifest: Manifest, relfolder: str) -> Manifest:
+        """Record the commit the module was produced from, unless a producer already did."""
+        provenance = manifest.provenance.model_copy()
+        if provenance.git is None:
+            provenance.git = self.git_info(relfolder)
+        if provenance.created is None:
+            provenance.created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        return manifest.model_copy(update={"provenance": provenance})
+
+
+def _next(version: Version, bump: Bump) -> str:
+    if bump == "major":
+        return f"{version.major + 1}.0.0"
+    if bump == "minor":
+        return f"{version.major}.{version.minor + 1}.0"
+    return f"{version.major}.{version.minor}.{version.patch + 1}"
