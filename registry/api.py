@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from registry.catalog import SearchQuery, WorkspaceModule
 from registry.core.manifest import MANIFEST_FILE, Manifest, load_manifest
 from registry.core.reference import Version, parse_reference
-from registry.errors import ManifestError, RegistryError
+from registry.errors import RegistryError
 from registry.loading import Loader
 from registry.store.base import MODULES_DIR, Bump, RegisterResult, Resolved, Store, VersionRow
 
@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     from registry.composition.module import ComposedModule
     from registry.composition.spec import ComposeSpec
     from registry.composition.train import TrainReport
+    from registry.core.manifest import GitInfo, TrainingCost
     from registry.cost.measure import ModuleCost
     from registry.distillation.registered import DistillReport
     from registry.gate import GateReport
     from registry.gate.diff import ModuleChange
-    from registry.core.manifest import GitInfo, TrainingCost
     from registry.mlflow.publish import PublishResult
     from registry.nn.ports import PortModule
     from registry.store.local import LocalStore

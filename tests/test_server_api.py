@@ -23,7 +23,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 import registry
-from registry.server import api_routes
+from registry.cost.rationed import RationedMeter
 from registry.server.app import Settings, create_app, settings_from_env
 from registry.server.auth import load_tokens
 from tests.conftest import MODULES, git, make_repo
@@ -35,6 +35,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def client(root: Path, **settings: Any) -> TestClient:
     options: dict[str, Any] = {"tokens": frozenset({TOKEN}), **settings}
     return TestClient(create_app(root, settings=Settings(**options)))
+
+
+def meter(c: TestClient) -> RationedMeter:
+    found: RationedMeter = c.app.state.meter  # type: ignore[attr-defined]
+    return found
 
 
 def assert_error(response: httpx.Response, status: int, type_: str | None = None) -> dict[str, Any]:
@@ -283,7 +288,7 @@ def test_workspace_symlinks_are_not_followed(repo: Path) -> None:
 # cost ------------------------------------------------------------------------
 
 def test_cost_recorded_and_measured(c: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_routes, "_MEASURED", {})
+    monkeypatch.setattr(meter(c), "cache", {})
     data = c.get("/api/v1/modules/gravity/cost").json()
     assert data["ref"] == "gravity@1.0.0" and data["measured"] is None
     assert data["recorded"]["flops_per_sample"] == 4 and data["recorded"]["params"] == 0
@@ -295,15 +300,15 @@ def test_cost_recorded_and_measured(c: TestClient, monkeypatch: pytest.MonkeyPat
 
 
 def test_measuring_is_rationed(c: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_routes, "_MEASURED", {})
-    assert api_routes._MEASURE_LOCK.acquire(blocking=False)
+    monkeypatch.setattr(meter(c), "cache", {})
+    assert meter(c).lock.acquire(blocking=False)
     try:
         busy = c.get("/api/v1/modules/drag/cost?measure=true")
     finally:
-        api_routes._MEASURE_LOCK.release()
+        meter(c).lock.release()
     assert_error(busy, 429, "too_many_requests")
     assert busy.headers["retry-after"] == "5"
-    monkeypatch.setattr(api_routes, "MEASURE_MAX_PARAMS", -1)
+    monkeypatch.setattr(meter(c), "max_params", -1)
     assert_error(c.get("/api/v1/modules/drag/cost?measure=true"), 422, "measure_refused")
 
 
@@ -543,7 +548,7 @@ def test_unexpected_errors_are_500_without_a_trace(served: tuple[Path, TestClien
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret detail /etc/shadow")
 
-    monkeypatch.setattr(c.app.state.registry, "list", boom)  # type: ignore[attr-defined]
+    monkeypatch.setattr(c.app.state.registry, "search", boom)  # type: ignore[attr-defined]
     response = c.get("/api/v1/modules")
     body = assert_error(response, 500, "internal_error")
     assert "secret" not in response.text and "Traceback" not in body["message"]

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import sympy
 
 from registry.composition.spec import ComposeSpec
-from registry.errors import CompositionError, ExpressionError, UnitError
 from registry.core.expr import parse_expression
 from registry.core.manifest import Manifest, Port
 from registry.core.units import dimension_of, parse_unit, unit_of_expression, units_match
+from registry.errors import CompositionError, ExpressionError, UnitError
 
 if TYPE_CHECKING:
     import pint

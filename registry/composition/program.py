@@ -21,8 +21,8 @@ import sympy
 import torch
 from torch import fx, nn
 
-from registry.errors import ExpressionError
 from registry.core.lowering import Const, Node, Op, Var, lower
+from registry.errors import ExpressionError
 from registry.nn.equation import TORCH_OPS
 
 __all__ = ["ProgramStep", "build_program"]

@@ -39,8 +39,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from registry.core.manifest import (
+    NAME_PATTERN,
+    PORT_PATTERN,
+    Constant,
+    Port,
+    format_validation_error,
+)
 from registry.errors import CompositionError
-from registry.core.manifest import NAME_PATTERN, PORT_PATTERN, Constant, Port, format_validation_error
 
 __all__ = ["ComposeSpec", "Dynamics", "Node", "OutputSpec", "StateVariable", "load_spec",
            "parse_spec"]

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from registry.core.manifest import TrainingCost
 from registry.cost.carbon import check_pue, co2_kg, default_pue, default_region, grid_intensity
 from registry.errors import RegistryError
-from registry.core.manifest import TrainingCost
 
 __all__ = ["CombinedMeter", "EnergyReport", "EnergyTracker", "FakeMeter", "Meter", "NvmlMeter",
            "PowerModelMeter", "RaplMeter", "describe_cpu", "select_meter", "track_energy"]

@@ -68,9 +68,9 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
     """Measure `module` (built from `manifest`) on inputs sampled from its declared ranges."""
     import torch
 
+    from registry.core.manifest import Sample
     from registry.cost.energy import track_energy
     from registry.evaluation import sample_inputs
-    from registry.core.manifest import Sample
 
     x = torch.as_tensor(sample_inputs(manifest, Sample(n=max(batch, FLOP_BATCH), seed=0),
                                       where=manifest.ref), dtype=torch.float32)
@@ -96,8 +96,8 @@ def count_flops(module: torch.nn.Module, manifest: Manifest,
     if example is None:
         import torch
 
-        from registry.evaluation import sample_inputs
         from registry.core.manifest import Sample
+        from registry.evaluation import sample_inputs
 
         drawn = sample_inputs(manifest, Sample(n=max(LATENCY_BATCH, FLOP_BATCH), seed=0),
                               where=manifest.ref)

@@ -12,7 +12,7 @@ Measuring builds the module and times it, so a server hands it out sparingly:
 
 Example:
     >>> meter = RationedMeter()
-    >>> meter.measure(reg, reg.resolve("gravity@1.0.0")).cached     # doctest: +SKIP
+    >>> meter.measure(reg.resolve("gravity@1.0.0"), reg.cost).cached     # doctest: +SKIP
     False
 """
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from registry.errors import RegistryError
 
 if TYPE_CHECKING:
-    from registry.api import Registry
+    from registry.cost.measure import ModuleCost
     from registry.store.base import Resolved
 
 __all__ = ["CACHE_S", "CACHE_SIZE", "MAX_PARAMS", "RETRY_AFTER_S", "MeasureBusy",
@@ -71,8 +71,9 @@ class RationedMeter:
         self.lock = threading.Lock()
         self.cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    def measure(self, reg: Registry, resolved: Resolved) -> Measurement:
-        """Fresh figures for `resolved` (or this meter's recent ones for the same version)."""
+    def measure(self, resolved: Resolved, cost: Callable[[str], ModuleCost]) -> Measurement:
+        """Fresh figures for `resolved` from `cost` (`Registry.cost`), or this meter's recent
+        ones for the same version."""
         exact = resolved.exact
         params = resolved.manifest.cost.params
         if params is not None and params > self.max_params:
@@ -88,7 +89,7 @@ class RationedMeter:
             raise MeasureBusy("another measurement is running on this server; retry in a few "
                               "seconds", self.retry_after)
         try:
-            figures: dict[str, Any] = reg.cost(exact).to_dict()
+            figures: dict[str, Any] = cost(exact).to_dict()
         finally:
             self.lock.release()
         if cacheable:

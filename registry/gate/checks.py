@@ -220,7 +220,6 @@ def _parents(store: LocalStore, manifest: Manifest) -> Iterator[CheckResult]:
 def _version(store: LocalStore, manifest: Manifest, base: Manifest | None,
              base_tree_matches: bool) -> Iterator[CheckResult]:
     from registry.core.reference import Version
-
     from registry.store.tags import version_tag
 
     tag = version_tag(manifest.name, manifest.version)

@@ -90,7 +90,7 @@ def _manifests(store: LocalStore, commit: str | None) -> dict[str, tuple[Manifes
     """name → (manifest, fingerprint of the module folder) at `commit` or in the worktree."""
     import hashlib
 
-    from registry.core.manifest import load_manifest, parse_manifest
+    from registry.core.manifest import load_manifest
 
     repo = store.repo
     out: dict[str, tuple[Manifest, str]] = {}
@@ -116,12 +116,9 @@ def _manifests(store: LocalStore, commit: str | None) -> dict[str, tuple[Manifes
         for rel, blob in sorted(files):
             digest.update(f"{rel}\n".encode())
             digest.update(blob.encode())
-        try:
-            text = repo.read_file(commit, f"modules/{name}/module.yaml").decode()
-            out[name] = (parse_manifest(text, source=f"{commit[:12]}:modules/{name}/module.yaml"),
-                         digest.hexdigest())
-        except RegistryError:
-            continue
+        manifest = store.manifest_at(commit, name)
+        if manifest is not None:
+            out[name] = (manifest, digest.hexdigest())
     return out
 
 

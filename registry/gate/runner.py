@@ -1,7 +1,8 @@
 """The gate: what CI runs on a change to `modules/`.
 
-`run_gate(store, loader, base="origin/main")` (`Registry.check`) checks each module that differs between
-`base` and the working tree (or every module with `all_modules=True`): schema,
+`run_gate(store, loader, base="origin/main")` (`Registry.check`) checks each
+module that differs between `base` and the working tree (or every module with
+`all_modules=True`): schema,
 units, file hashes, parents, version bump, accuracy reproduced and within
 budget, FLOPs and parameters within budget, no regression against the base
 version. See `registry.gate.checks` for the tolerances.
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.core.manifest import MANIFEST_FILE
 from registry.errors import NotFound, RegistryError
 from registry.gate.checks import CheckResult, ModuleReport, check_module
 from registry.store.base import MODULES_DIR
@@ -112,12 +112,14 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
     if all_modules or base_commit is None:
         names = present
     else:
-        names = sorted(n for n in present if not repo.folder_matches(base_commit, f"{MODULES_DIR}/{n}"))
+        names = sorted(n for n in present
+                       if not repo.folder_matches(base_commit, f"{MODULES_DIR}/{n}"))
     report = GateReport(base_rev, base_commit,
                         removed=sorted(set(at_base) - set(present)))
     for name in names:
-        base_manifest = _manifest_at(store, base_commit, name) if base_commit else None
-        unchanged = base_commit is not None and repo.folder_matches(base_commit, f"{MODULES_DIR}/{name}")
+        base_manifest = store.manifest_at(base_commit, name) if base_commit else None
+        unchanged = base_commit is not None and repo.folder_matches(
+            base_commit, f"{MODULES_DIR}/{name}")
         change = ("added" if base_manifest is None and name not in at_base
                   else "unchanged" if unchanged else "changed")
         key = _cache_key(store, name, base_manifest) if use_cache else None
@@ -142,23 +144,6 @@ def write_step_summary(markdown: str) -> Path | None:
     with open(target, "a", encoding="utf-8") as handle:
         handle.write(markdown)
     return Path(target)
-
-
-# git helpers ---------------------------------------------------------------------
-
-
-def _manifest_at(store: LocalStore, commit: str, name: str) -> Manifest | None:
-    from registry.core.manifest import parse_manifest
-
-    path = f"{MODULES_DIR}/{name}/{MANIFEST_FILE}"
-    try:
-        text = store.repo.read_file(commit, path).decode()
-    except NotFound:
-        return None
-    try:
-        return parse_manifest(text, source=f"{commit[:12]}:{path}")
-    except RegistryError:
-        return None  # the base's manifest is broken: nothing to compare against
 
 
 # cache ---------------------------------------------------------------------------

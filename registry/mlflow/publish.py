@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry.core.integrity import sha256_bytes
 from registry.core.manifest import MANIFEST_FILE, Manifest
-from registry.errors import IntegrityError, NotFound, PublishError, RegistryError
+from registry.errors import IntegrityError, NotFound, PublishError
 from registry.store.base import MODULES_DIR, Resolved
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def version_alias(version: str) -> str:
     return "v" + re.sub(r"[^\w-]", "_", version)
 
 
-def publish_mlflow(store: LocalStore, loader: Loader, ref: str, *, tracking_uri: str | None = None) -> PublishResult:
+def publish_mlflow(store: LocalStore, loader: Loader, ref: str, *,
+                   tracking_uri: str | None = None) -> PublishResult:
     """Log the module `ref` resolves to as a pyfunc model and register it under its name."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     resolved = loader.resolve(ref)
@@ -115,8 +116,8 @@ def publish_mlflow(store: LocalStore, loader: Loader, ref: str, *, tracking_uri:
                            "is reachable") from None
 
 
-def _publish(store: LocalStore, loader: Loader, resolved: Resolved, uri: str, *, current_stages: list[str],
-             known_stages: set[str]) -> PublishResult:
+def _publish(store: LocalStore, loader: Loader, resolved: Resolved, uri: str, *,
+             current_stages: list[str], known_stages: set[str]) -> PublishResult:
     from mlflow import MlflowClient
 
     with _tracking_uri_set(uri):
@@ -259,18 +260,15 @@ def _refresh_aliases(client: Any, name: str, mlflow_version: str, version: str, 
 def _files(manifest: Manifest, *, evaluation: bool) -> list[str]:
     """The module folder's files its manifest names (what building it reads, and its data)."""
     files = [MANIFEST_FILE]
-    if manifest.network is not None:
-        files.append(manifest.network.weights.path)
     if manifest.composition is not None:
         files.append(manifest.composition.spec)
-        if manifest.composition.weights is not None:
-            files.append(manifest.composition.weights.path)
-    if evaluation and manifest.evaluation is not None and manifest.evaluation.data is not None:
-        files.append(manifest.evaluation.data.path)
+    files += [ref.path for field, ref in manifest.files()
+              if evaluation or field != "evaluation.data"]
     return list(dict.fromkeys(files))
 
 
-def write_bundle(store: LocalStore, loader: Loader, resolved: Resolved, folder: Path) -> dict[str, Any]:
+def write_bundle(store: LocalStore, loader: Loader, resolved: Resolved,
+                 folder: Path) -> dict[str, Any]:
     """Copy the version's files (and its parents', for a composite) into `folder`.
 
     Layout: `<exact ref>/modules/<name>/<file>`, and `bundle.json` recording

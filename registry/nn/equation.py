@@ -21,8 +21,8 @@ import sympy
 import torch
 from torch import nn
 
-from registry.errors import ExpressionError, ManifestError
 from registry.core.lowering import Const, Node, Var, lower
+from registry.errors import ExpressionError, ManifestError
 from registry.nn.ports import PortModule
 
 __all__ = ["TORCH_OPS", "EquationModule", "as_tensor", "compile_expression", "register_torch_op"]

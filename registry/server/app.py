@@ -1,10 +1,12 @@
 """The FastAPI application factory.
 
 `create_app(root)` serves the registry at `root` (a git repository with
-`modules/`). The JSON API lives in `registry.server.api_routes` under
-`/api/v1`; the server-rendered pages in `registry.server.pages` at `/`.
-The Registry object is shared on `app.state.registry`; settings (tokens,
-size limits) on `app.state.settings`.
+`modules/`). The JSON API lives in `registry.server.routes` (one module per
+resource) under `/api/v1`; the server-rendered pages in `registry.server.pages`
+at `/`. The Registry object is shared on `app.state.registry`; settings
+(tokens, size limits) on `app.state.settings`; the rationed measurer of
+`cost?measure=true` (`registry.cost.rationed.RationedMeter`, one per process)
+on `app.state.meter`.
 
 `app_from_env()` is the factory `registry serve` hands uvicorn (by import
 string, so `--workers N` can start N processes): it reads `REGISTRY_ROOT`,
@@ -32,15 +34,16 @@ class Settings:
 
 def create_app(root: str | Path | None = None, *, settings: Settings | None = None) -> FastAPI:
     import registry
-    from registry.server import api_routes
-    from registry.server import pages as web
+    from registry.cost.rationed import RationedMeter
+    from registry.server import pages, routes
 
     app = FastAPI(title="registry", version="1", docs_url="/api/docs",
                   openapi_url="/api/v1/openapi.json", redoc_url=None)
     app.state.registry = registry.open(root)
     app.state.settings = settings or Settings()
-    api_routes.install(app)
-    web.install(app)
+    app.state.meter = RationedMeter()
+    routes.install(app)
+    pages.install(app)
     return app
 
 

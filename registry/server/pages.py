@@ -8,7 +8,9 @@
     GET /leaderboard                  latest versions ranked by FLOPs and by energy per sample
     GET /static/style.css             the one style sheet (no CDN, no fonts, no scripts)
 
-Pages read through `app.state.registry`, as the CLI does. Templates are
+Pages read through `app.state.registry`, as the CLI does: search through
+`Registry.search`, budget verdicts from `registry.gate.budgets` (the gate's own
+rule: an estimated energy figure is reported, not gated). Templates are
 autoescaped. The one piece of markup built in Python is an equation's MathML,
 printed by sympy from the tree the safe parser builds: its names are
 identifiers and its numbers numbers, so no manifest text reaches the page raw.
@@ -31,13 +33,15 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
 from starlette.staticfiles import StaticFiles
 
-from registry.errors import ExpressionError, NotFound, RegistryError
-from registry.core.reference import parse_reference
 from registry.core.manifest import NAME_PATTERN, Manifest, Measured
+from registry.core.reference import parse_reference
+from registry.errors import ExpressionError, NotFound, RegistryError
+from registry.gate.budgets import is_estimate, recorded_figures, verdicts
+from registry.server.routes.common import in_workspace
 
 if TYPE_CHECKING:
     from registry.api import Registry
-    from registry.store.local import Resolved
+    from registry.store.base import Resolved, VersionRow
 
 __all__ = ["install"]
 
@@ -54,17 +58,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-# (budget key, manifest figure, "min" or "max", unit)
-BUDGET_LINES = (
-    ("max_flops_per_sample", "flops", "max", ""),
-    ("max_params", "params", "max", ""),
-    ("max_energy_j_per_sample", "energy", "max", " J"),
-    ("max_training_energy_j", "training_energy", "max", " J"),
-    ("min_r2", "r2", "min", ""),
-    ("max_rmse", "rmse", "max", ""),
-    ("max_nrmse", "nrmse", "max", ""),
-    ("max_rel_error", "max_rel_error", "max", ""),
-)
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -90,25 +83,14 @@ def index_page(request: Request, q: str = "", kind: str = "") -> HTMLResponse:
     reg = _registry(request)
     query = q.strip()[:MAX_QUERY]
     kind = kind if kind in KINDS else ""
-    latest = reg.list()
-    stages = _stages_by_module(reg, latest)
-    rows = []
-    for row in latest:
-        if (not kind or row.kind == kind) and _matches(query, row.name, row.summary):
-            rows.append({"row": row, "manifest": Manifest.model_validate(row.manifest),
-                         "stages": stages.get(row.name, [])})
-    unregistered = []
-    for name in reg.unregistered():
-        try:
-            manifest: Manifest | None = reg.resolve(f"{name}@workspace").manifest
-        except RegistryError:
-            manifest = None  # shown by name; its own page says what is wrong
-        if kind and (manifest is None or manifest.kind != kind):
-            continue
-        if _matches(query, name, manifest.summary if manifest else ""):
-            unregistered.append({"name": name, "manifest": manifest})
-    return _page(request, "index.html", title="Modules", rows=rows, unregistered=unregistered,
-                 q=query, kind=kind, kinds=KINDS)
+    found = reg.search(query or None, kind=kind or None)
+    stages = _stages_by_module(reg, found.modules)
+    rows = [{"row": row, "manifest": Manifest.model_validate(row.manifest),
+             "stages": stages.get(row.name, [])} for row in found.modules]
+    # A working-tree module whose manifest does not load is shown by name (`error` is set);
+    # its own page says what is wrong.
+    return _page(request, "index.html", title="Modules", rows=rows,
+                 unregistered=found.unregistered, q=query, kind=kind, kinds=KINDS)
 
 
 def leaderboard_page(request: Request) -> HTMLResponse:
@@ -133,12 +115,13 @@ def module_page(request: Request, name: str, version: str | None = None) -> HTML
     manifest = resolved.manifest
     rows = reg.versions(name)
     stages = _stages_by_module(reg, rows).get(name, [])
-    in_tree = name in reg.store.workspace_names()
+    in_tree = in_workspace(reg, name)
     context: dict[str, Any] = {
         "title": f"{manifest.name} {manifest.version}",
         "m": manifest, "resolved": resolved, "versions": rows, "stages": stages,
         "in_tree": in_tree, "current": resolved.tag,
-        "equations": _equations(manifest), "budget": _budget_rows(manifest),
+        "equations": _equations(manifest),
+        "budget": verdicts(manifest, recorded_figures(manifest)),
         "nodes": _composite_nodes(resolved), "has_pareto": _has_pareto(resolved),
         "pareto_version": version or (manifest.version if resolved.commit else "workspace"),
         "teacher": _link(manifest.provenance.distilled_from),
@@ -176,24 +159,18 @@ def _resolve(reg: Registry, name: str, version: str | None) -> Resolved:
         raise NotFound(f"no module {name!r}: names are lower-case letters, digits and '-'")
     if version:
         return reg.resolve(f"{name}@{version.strip()[:MAX_QUERY]}")
-    if not reg.versions(name) and name in reg.store.workspace_names():
+    if not reg.versions(name) and name in reg.unregistered():
         return reg.resolve(f"{name}@workspace")
     return reg.resolve(name)
 
 
-def _stages_by_module(reg: Registry, rows: list[Any]) -> dict[str, list[tuple[str, str]]]:
-    """{module: [(stage, version)]}; `rows` first, so the index is fresh."""
-    found: dict[str, list[tuple[str, str]]] = {}
+def _stages_by_module(reg: Registry,
+                      rows: list[VersionRow]) -> dict[str, list[tuple[str, str]]]:
+    """{module: [(stage, version)]} of the modules in `rows`; `rows` first, so the index
+    is fresh."""
     names = {row.name for row in rows}
-    for (module, stage), version in sorted(reg.store.index.stages().items()):
-        if module in names:
-            found.setdefault(module, []).append((stage, version))
-    return found
-
-
-def _matches(query: str, name: str, summary: str) -> bool:
-    needle = query.casefold()
-    return not needle or needle in name.casefold() or needle in summary.casefold()
+    return {module: sorted(stages.items()) for module, stages in reg.stages().items()
+            if module in names}
 
 
 def _link(ref: str | None) -> tuple[str, str | None] | None:
@@ -271,42 +248,6 @@ def _energy_value(manifest: Manifest) -> float:
     return energy.value if energy is not None else float("inf")
 
 
-def _figures(manifest: Manifest) -> dict[str, tuple[float | None, str | None]]:
-    """The recorded figures budgets apply to: {figure: (value, method)}."""
-    cost, metrics = manifest.cost, (manifest.evaluation.metrics if manifest.evaluation else {})
-    energy, training = cost.energy_j_per_sample, cost.training
-    figures: dict[str, tuple[float | None, str | None]] = {
-        "flops": (cost.flops_per_sample, "exact"),
-        "params": (cost.params, "exact"),
-        "energy": (energy.value if energy else None, energy.method if energy else None),
-        "training_energy": (training.energy_j if training else None,
-                            training.method if training else None),
-    }
-    for metric in ("r2", "rmse", "nrmse", "max_rel_error"):
-        figures[metric] = (metrics.get(metric), "evaluation")
-    return figures
-
-
-def _budget_rows(manifest: Manifest) -> list[dict[str, Any]]:
-    """Each declared budget beside the recorded figure, with pass, fail or "no figure"."""
-    figures = _figures(manifest)
-    rows = []
-    for key, figure, bound, unit in BUDGET_LINES:
-        limit = getattr(manifest.budget, key)
-        if limit is None:
-            continue
-        value, method = figures[figure]
-        if value is None:
-            result = "none"
-        else:
-            ok = value <= limit if bound == "max" else value >= limit
-            result = "pass" if ok else "fail"
-        rows.append({"key": key, "limit": f"{'≤' if bound == 'max' else '≥'} {_num(limit)}{unit}",
-                     "value": value, "unit": unit, "method": method, "result": result,
-                     "estimated": _is_estimate(method)})
-    return rows
-
-
 # rendering -------------------------------------------------------------------------
 
 
@@ -334,14 +275,10 @@ def _num(value: float | int | None) -> str:
     return f"{value:.4g}"
 
 
-def _is_estimate(method: str | None) -> bool:
-    return bool(method) and str(method).startswith("estimated")
-
-
 def _measured(figure: Measured | None) -> str:
     return "—" if figure is None else _num(figure.value)
 
 
 _env.filters["num"] = _num
 _env.filters["measured"] = _measured
-_env.tests["estimate"] = _is_estimate
+_env.tests["estimate"] = is_estimate

@@ -119,7 +119,7 @@ class BundleStore:
 
     def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
         rows = []
-        for exact, resolved in sorted(self._modules.items()):
+        for _, resolved in sorted(self._modules.items()):
             manifest = resolved.manifest
             if (name is None or manifest.name == name) and (kind is None or
                                                              manifest.kind == kind):

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,24 +75,21 @@ class GitRepo:
     def run(self, *args: str, check: bool = True, stdin: bytes | None = None,
             env: dict[str, str] | None = None) -> str:
         """`git <args>` in the repository; its stdout (a failure raises unless `check=False`)."""
+        import tempfile
+
         import git
 
-        istream = None
-        if stdin is not None:
-            import tempfile
-
-            istream = tempfile.TemporaryFile()
-            istream.write(stdin)
-            istream.seek(0)
-        try:
-            status, out, err = self._git.execute(
-                ["git", *args], istream=istream, with_extended_output=True,
-                with_exceptions=False, env=_ENV | (env or {}), strip_newline_in_stdout=False)
-        except git.GitCommandNotFound as exc:  # pragma: no cover - git is a dependency
-            raise RegistryError(f"git is not installed ({exc}); install git") from None
-        finally:
-            if istream is not None:
-                istream.close()
+        with tempfile.TemporaryFile() as istream:
+            if stdin is not None:
+                istream.write(stdin)
+                istream.seek(0)
+            try:
+                status, out, err = self._git.execute(
+                    ["git", *args], istream=istream if stdin is not None else None,
+                    with_extended_output=True, with_exceptions=False, env=_ENV | (env or {}),
+                    strip_newline_in_stdout=False)
+            except git.GitCommandNotFound as exc:  # pragma: no cover - git is a dependency
+                raise RegistryError(f"git is not installed ({exc}); install git") from None
         if check and status != 0:
             raise RegistryError(f"git {' '.join(args[:3])} failed in {self.root}: "
                                 f"{str(err).strip()}")

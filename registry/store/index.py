@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import RegistryError
 from registry.core.reference import Version
+from registry.errors import RegistryError
 from registry.store.base import MODULES_DIR, VersionRow
 from registry.store.git import GitRepo, StageTag, VersionTag
 

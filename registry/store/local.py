@@ -34,7 +34,13 @@ from registry.core.manifest import (
     write_manifest,
 )
 from registry.core.reference import Reference, Version, parse_reference
-from registry.errors import ManifestError, NotFound, VersionConflict, WorkingTreeDirty
+from registry.errors import (
+    ManifestError,
+    NotFound,
+    RegistryError,
+    VersionConflict,
+    WorkingTreeDirty,
+)
 from registry.store.base import (
     MODULES_DIR,
     Bump,
@@ -154,6 +160,15 @@ class LocalStore:
             return path.read_bytes()
 
         return Resolved(manifest, None, None, read, root=self.root)
+
+    def manifest_at(self, commit: str, name: str) -> Manifest | None:
+        """The manifest of `name` at `commit`; None when it is missing or broken there."""
+        path = f"{MODULES_DIR}/{name}/{MANIFEST_FILE}"
+        try:
+            return parse_manifest(self.repo.read_file(commit, path).decode(),
+                                  source=f"{commit[:12]}:{path}")
+        except RegistryError:
+            return None
 
     # writing -----------------------------------------------------------------
 
@@ -290,13 +305,8 @@ class LocalStore:
                 tag = version_tag(name, version)
                 if tag in existing:
                     continue
-                path = f"{MODULES_DIR}/{name}/{MANIFEST_FILE}"
-                try:
-                    blob = self.repo.read_file(commit, path)
-                    manifest = parse_manifest(blob.decode(), source=f"{commit[:12]}:{path}")
-                except (NotFound, ManifestError):
-                    continue
-                if manifest.ref != f"{name}@{version}":
+                manifest = self.manifest_at(commit, name)
+                if manifest is None or manifest.ref != f"{name}@{version}":
                     continue
                 self.repo.create_tag(tag, commit, f"Registering artifact {manifest.name} version "
                                      f"v{manifest.version} (restored from history)")

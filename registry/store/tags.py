@@ -26,8 +26,8 @@ VERSION_TAG = re.compile(rf"^(?P<name>{_NAME})@v(?P<version>{_VERSION})$", re.AS
 STAGE_TAG = re.compile(
     rf"^(?P<name>{_NAME})#(?P<stage>[a-z][a-z0-9_-]{{0,40}})(?P<unassign>!?)#(?P<n>[0-9]+)$",
     re.ASCII)
-REGISTER_SUBJECT = re.compile(rf"^Register (?P<name>{_NAME})@(?P<version>[0-9]+\.[0-9]+\.[0-9]+\S*)$",
-                              re.ASCII)
+REGISTER_SUBJECT = re.compile(
+    rf"^Register (?P<name>{_NAME})@(?P<version>[0-9]+\.[0-9]+\.[0-9]+\S*)$", re.ASCII)
 
 
 def version_tag(name: str, version: str) -> str:

@@ -27,10 +27,11 @@ from registry.server.uploads import UploadRefused
 
 if TYPE_CHECKING:
     from registry.api import Registry
-    from registry.store.base import VersionRow
+    from registry.store.base import Resolved, VersionRow
 
 __all__ = ["MAX_REF_LENGTH", "ApiRoute", "NameParam", "RefParam", "api_router", "entry",
-           "in_workspace", "parse_name", "parse_ref", "refusals", "registry_of", "stage_map"]
+           "in_workspace", "parse_name", "parse_ref", "refusals", "registry_of", "resolve_ref",
+           "stage_map"]
 
 MAX_REF_LENGTH = 200
 
@@ -86,6 +87,12 @@ def parse_ref(text: str) -> Reference:
         return parse_reference(text)
     except NotFound as exc:
         raise ApiError(422, "invalid_reference", str(exc)) from None
+
+
+def resolve_ref(reg: Registry, text: str) -> Resolved:
+    """The version the `{ref}` segment `text` names (checked by `parse_ref` first)."""
+    parse_ref(text)
+    return reg.resolve(text)
 
 
 def parse_name(text: str) -> str:
