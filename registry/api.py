@@ -124,6 +124,11 @@ class Registry:
             found.setdefault(module, {})[stage] = version
         return found
 
+    def in_workspace(self, name: str) -> bool:
+        """Whether `modules/<name>/` is in the working tree (registered or not, valid or not)."""
+        workspace = getattr(self.store, "workspace_names", None)
+        return workspace is not None and name in workspace()
+
     def unregistered(self) -> builtins.list[str]:
         """Modules in the working tree with no registered version."""
         return self.store.unregistered()

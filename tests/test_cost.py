@@ -11,9 +11,9 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
+from registry.core.expr import parse_expression
 from registry.cost.flops import count_equation_flops, count_module_flops
 from registry.cost.latency import measure_latency, time_calls
-from registry.core.expr import parse_expression
 from registry.nn.equation import EquationModule
 from registry.nn.network import ARCHITECTURES, NetworkModule, register_architecture
 from registry.nn.weights import save_weights

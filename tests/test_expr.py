@@ -13,8 +13,8 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.errors import ExpressionError
 from registry.core.expr import FUNCTIONS, format_expression, parse_expression, symbol
+from registry.errors import ExpressionError
 
 NAMES = ("x", "y", "z_1")
 x, y, z_1 = (symbol(n) for n in NAMES)

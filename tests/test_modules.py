@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
 import registry
-from registry.evaluation import sample_inputs
 from registry.core.manifest import Sample, load_manifest
-from tests.conftest import MODULES, PROJECT, git
+from registry.evaluation import sample_inputs
+from tests.conftest import MODULES, PROJECT, git, make_repo
 
 NAMES = sorted(p.parent.name for p in MODULES.glob("*/module.yaml"))
 
@@ -22,8 +24,9 @@ def reg(tmp_path_factory):
     A throwaway repository, so the tests do not depend on the checkout carrying
     tags (CI checkouts may not): composites and distilled modules then resolve
     their pinned parents to exactly what is in `modules/`. That the working tree
-    equals the registered versions is checked against the project's own tags in
-    `test_registered_modules_are_committed_as_they_are`.
+    equals the registered versions is checked in
+    `test_registered_modules_are_committed_as_they_are`, against the tags
+    `restore-tags` recreates from the project's history.
     """
     root = tmp_path_factory.mktemp("project")
     git(root, "init", "-q", "-b", "main")
@@ -37,11 +40,6 @@ def reg(tmp_path_factory):
         version = load_manifest(MODULES / name).version
         git(root, "tag", "-a", f"{name}@v{version}", "-m", f"{name} {version} (test copy)")
     return registry.open(root)
-
-
-@pytest.fixture(scope="module")
-def project():
-    return registry.open(PROJECT)
 
 
 def batch(name: str, n: int = 64) -> torch.Tensor:
@@ -111,12 +109,57 @@ def test_every_module_folder_is_named_after_its_manifest() -> None:
     assert all(load_manifest(MODULES / n).name == n for n in NAMES)
 
 
-def test_registered_modules_are_committed_as_they_are(project) -> None:
-    """The working tree of each module equals its latest registered version, when tags exist."""
-    registered = {row.name: row for row in project.list()}
-    for name in NAMES:
-        if name in registered:
-            assert project.store.repo.folder_matches(registered[name].commit,
-                                                     f"modules/{name}"), name
+def _tagged_clone(source: Path, dest: Path) -> tuple[registry.Registry, list[str]]:
+    """A full clone of `source` without its tags, with `registry restore-tags` run in it."""
+    subprocess.run(["git", "clone", "-q", "--no-tags", str(source), str(dest)], check=True,
+                   capture_output=True)
+    git(dest, "config", "user.name", "Test Author")
+    git(dest, "config", "user.email", "test@example.com")
+    assert not git(dest, "tag").strip()
+    clone = registry.open(dest)
+    return clone, clone.restore_tags()
 
 
+def _has_registrations(root: Path) -> bool:
+    """Whether `root` is a git checkout with `Register <name>@<version>` commits in it."""
+    log = subprocess.run(["git", "-C", str(root), "log", "--format=%s", "--grep=^Register "],
+                         capture_output=True, text=True)
+    return log.returncode == 0 and bool(log.stdout.strip())
+
+
+def test_registered_modules_are_committed_as_they_are(tmp_path: Path) -> None:
+    """The committed `modules/` equal their latest registered versions.
+
+    The tags are made here, not taken from the checkout (CI clones carry none):
+    a clone of the project without tags gets them back from its `Register
+    name@version` commits (`registry restore-tags`), then each module's latest
+    registered version must equal its folder, in the clone (the committed tree)
+    and in the checkout (the working tree the other tests load). A checkout
+    without that history (shallow, or not a git checkout) cannot say which
+    versions were registered: then the seed modules are registered in a scratch
+    repository, and restore-tags and the comparison run on a clone of that.
+    """
+    if _has_registrations(PROJECT):
+        clone, restored = _tagged_clone(PROJECT, tmp_path / "clone")
+        checkouts = [clone.store.repo, registry.open(PROJECT).store.repo]
+        names = NAMES
+    else:
+        scratch = make_repo(tmp_path / "scratch", ["gravity", "drag", "drag-net"])
+        made = [registry.open(scratch).register(scratch / "modules" / n).tag
+                for n in ("gravity", "drag", "drag-net")]
+        clone, restored = _tagged_clone(scratch, tmp_path / "clone")
+        assert sorted(restored) == sorted(made)
+        checkouts = [clone.store.repo]
+        names = ["gravity", "drag", "drag-net"]
+    assert restored, "restore-tags made no tags"
+    latest = {row.name: row for row in clone.list()}
+    assert all(f"{row.name}@v{row.version}" in restored for row in latest.values())
+    checked = [name for name in names if name in latest]
+    for name in checked:
+        row = latest[name]
+        assert row.version == load_manifest(Path(checkouts[0].root) / "modules" / name).version
+        for repo in checkouts:
+            assert repo.folder_matches(row.commit, f"modules/{name}"), (
+                f"{repo.root}/modules/{name} differs from {name}@v{row.version} "
+                f"({row.commit[:12]})")
+    assert checked, "no module of modules/ has a registered version to compare"

@@ -9,8 +9,8 @@ import sympy
 import torch
 
 import registry
-from registry.errors import ExpressionError, IntegrityError, ManifestError
 from registry.core.expr import parse_expression, symbol
+from registry.errors import ExpressionError, IntegrityError, ManifestError
 from registry.nn.equation import EquationModule
 from registry.nn.network import NetworkModule
 

@@ -237,7 +237,7 @@ def _check_promote(root: Path, command: Command, out: str) -> None:
     tag = out.strip().removeprefix("tagged ")
     assert tag.startswith(f"{name}#{stage}#") and tag in git(root, "tag").split()
     for claimed in re.findall(r"\S+#\S+#\d+", command.comment):  # "GTO stage tag gravity#prod#1"
-        assert claimed == tag
+        assert claimed == tag, f"README tour: `{command.line}` says {claimed}, made {tag}"
 
 
 def _check_gto_show(root: Path, command: Command, out: str) -> None:

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from registry.errors import NotFound
 from registry.core.reference import Reference, Version, parse_reference
+from registry.errors import NotFound
 
 # --------------------------------------------------------------------------- parse_reference
 

@@ -301,7 +301,7 @@ def test_an_intact_cache_needs_no_download(url: str, cache: Path) -> None:
     registry.open(url, cache_dir=cache).load("drag-net@1.0.0")
     requests: list[str] = []
     remote = registry.open(url, cache_dir=cache)
-    client = remote._http()
+    client = remote.store._http()
     client.event_hooks["request"].append(lambda request: requests.append(request.url.path))
     remote.load("drag-net@1.0.0")
     assert not [path for path in requests if "/files/" in path]
@@ -327,7 +327,7 @@ def _lying_remote(url: str, cache: Path, *, body: bytes | None = None,
         sha = announce or hashlib.sha256(content).hexdigest()
         return httpx.Response(200, headers={"X-Content-SHA256": sha}, content=content)
 
-    remote._client = httpx.Client(base_url=url, transport=httpx.MockTransport(handler))
+    remote.store._client = httpx.Client(base_url=url, transport=httpx.MockTransport(handler))
     return remote
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from registry.errors import ManifestError
 from registry.core.manifest import Manifest, dump_manifest, load_manifest, parse_manifest
+from registry.errors import ManifestError
 
 SOURCE = "modules/gravity/module.yaml"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from registry.errors import UnitError
 from registry.core.expr import parse_expression
 from registry.core.units import check_equation_units, dimension_of, parse_unit, same_unit
+from registry.errors import UnitError
 
 GRAVITY_UNITS = {"G": "m^3 kg^-1 s^-2", "m1": "kg", "m2": "kg", "r": "m"}
 WHERE = "modules/gravity/module.yaml: equation.F"

@@ -19,7 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.routing import APIRoute
 
 from registry.core.reference import Reference, parse_reference
-from registry.errors import NotFound, RegistryError
+from registry.errors import NotFound
 from registry.server.auth import SAFE_METHODS, check_write_access
 from registry.server.handlers import ApiError, error_response
 from registry.server.schemas import ModuleEntry
@@ -126,10 +126,4 @@ def stage_map(reg: Registry, name: str) -> dict[str, str]:
 
 def in_workspace(reg: Registry, name: str) -> bool:
     """Whether `modules/<name>/module.yaml` is in the working tree (valid or not)."""
-    try:
-        reg.resolve(f"{name}@workspace")
-    except NotFound:
-        return False
-    except RegistryError:  # there, but its manifest does not load
-        return True
-    return True
+    return reg.in_workspace(name)

@@ -1,0 +1,138 @@
+"""Building commands: compose, train, distill."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from registry.cli.main import (
+    JsonFlag,
+    _print_json,
+    _registry,
+    _table,
+    app,
+)
+
+
+@app.command()
+def compose(
+    spec: Path,
+    summary: Annotated[bool, typer.Option("--summary", help="Nodes, parameters, FLOPs.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the spec with pinned versions.")] = None,
+    register_as: Annotated[str | None, typer.Option("--register", help="Register as NAME.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compose modules into a network from a compose spec (YAML)."""
+    import yaml
+
+    reg = _registry()
+    net = reg.compose(spec)
+    report = net.summary()
+    if out is not None:
+        out.write_text(yaml.safe_dump(net.pinned_spec(), sort_keys=False))
+    if register_as is not None:
+        result = reg.register_composite(net, name=register_as)
+        report["registered"] = {"tag": result.tag, "commit": result.commit,
+                                "created": result.created}
+    if as_json:
+        _print_json(report)
+        return
+    if summary or register_as is None:
+        _table([[str(r[k]) for k in ("node", "kind", "ref", "params", "trainable")]
+                for r in report["nodes"]], ["NODE", "KIND", "MODULE", "PARAMS", "TRAINABLE"])
+        typer.echo(f"\ninputs: {', '.join(report['inputs'])}   outputs: "
+                   f"{', '.join(report['outputs'])}")
+        typer.echo(f"parameters: {report['params']} ({report['trainable_params']} trainable)   "
+                   f"FLOPs/sample: {report['flops_per_sample']}")
+    if register_as is not None:
+        typer.echo(f"registered: {report['registered']['tag']}")
+
+
+class Target(StrEnum):
+    outputs = "outputs"
+    derivatives = "derivatives"
+
+
+@app.command()
+def train(
+    spec: Path,
+    data: Annotated[Path, typer.Option(help="An .npz with one array per input/output name.")],
+    target: Annotated[Target, typer.Option(help="Fit the outputs, or the dynamics' rates.")]
+    = Target.outputs,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 100,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 256,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
+    target_nrmse: Annotated[float | None, typer.Option(help="Stop at this val nRMSE.")] = None,
+    register_as: Annotated[str | None, typer.Option("--register", help="Register as NAME.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a composite's trainable parts (MLflow run, energy tracked)."""
+    import numpy as np
+
+    reg = _registry()
+    with np.load(data, allow_pickle=False) as arrays:
+        loaded = {k: arrays[k] for k in arrays.files}
+    trained = reg.train(spec, loaded, target=target.value, max_epochs=epochs, batch=batch, lr=lr,
+                        target_nrmse=target_nrmse, progress=not as_json)
+    result, energy = trained.result, trained.energy
+    report: dict[str, Any] = {"epochs": result.epochs, "stopped_early": result.stopped_early,
+                              "val_metrics": result.metrics, "train_flops": result.train_flops,
+                              "energy_j": energy.energy_j, "energy_method": energy.method,
+                              "cpu_s": energy.cpu_s, "mlflow_run_id": trained.run_id}
+    if register_as is not None:
+        registered = reg.register_composite(trained.net, name=register_as,
+                                            training=trained.training_cost(),
+                                            mlflow_run_id=trained.run_id)
+        report["registered"] = registered.tag
+    if as_json:
+        _print_json(report)
+        return
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def distill(
+    ref: str,
+    out: Annotated[Path | None, typer.Option(help="Write the module folder under this folder.")]
+    = None,
+    name: Annotated[str | None, typer.Option(help="Name of the equation module.")] = None,
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Search time budget (s).")] = 60.0,
+    tolerance: Annotated[float | None, typer.Option(help="Trusted teacher nRMSE.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Distil a module (queried as a black box) into an equation module."""
+    report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance)
+    result = report.result
+    data: dict[str, Any] = {"teacher": report.teacher, **result.to_dict()}
+    if report.teacher_cost is not None and report.student_cost is not None:
+        teacher, student = report.teacher_cost, report.student_cost
+        data["flops_per_sample"] = {"teacher": teacher.flops.forward,
+                                    "student": student.flops.forward,
+                                    "ratio": teacher.flops.forward / max(student.flops.forward, 1)}
+        data["latency_ns_per_sample"] = {"teacher": teacher.latency.ns_per_sample,
+                                         "student": student.latency.ns_per_sample}
+    if report.folder is not None:
+        data["folder"] = str(report.folder)
+        data["pareto_plot"] = str(report.folder / "pareto.png")
+    if as_json:
+        _print_json(data)
+    else:
+        typer.echo(result.message)
+        for output, chosen in result.chosen.items():
+            typer.echo(f"  {output}: nRMSE against the teacher {chosen.nrmse:.3g} "
+                       f"({chosen.method})")
+        if "flops_per_sample" in data:
+            f = data["flops_per_sample"]
+            typer.echo(f"FLOPs/sample: teacher {f['teacher']}, equation {f['student']} "
+                       f"({f['ratio']:,.0f}× fewer)")
+        if report.folder is not None:
+            typer.echo(f"wrote {report.folder}/ (Pareto plot: {data['pareto_plot']}); "
+                       f"register it with `registry register {report.folder}`")
+    if not result.found:
+        raise typer.Exit(1)

@@ -1,0 +1,111 @@
+"""Reading commands: list, show, load, cost, evaluate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from registry.cli.main import (
+    JsonFlag,
+    RemoteOption,
+    _print_json,
+    _registry,
+    _registry_or_remote,
+    _table,
+    app,
+)
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[str | None, typer.Option(help="Only modules of this kind.")] = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="Every version, not the latest.")]
+    = False,
+    as_json: JsonFlag = False,
+    remote: RemoteOption = None,
+) -> None:
+    """List registered modules (the latest version of each)."""
+    reg = _registry_or_remote(remote)
+    rows = reg.list(kind=kind, all_versions=all_versions)
+    pending = reg.unregistered() if kind is None else []
+    if as_json:
+        _print_json({"modules": [r.to_dict() for r in rows], "unregistered": pending})
+        return
+    _table([[r.name, r.version, r.kind, ",".join(r.stages), r.summary[:60]] for r in rows],
+           ["NAME", "VERSION", "KIND", "STAGES", "SUMMARY"])
+    if pending:
+        typer.echo(f"\nnot registered yet: {', '.join(pending)} "
+                   "(`registry register modules/NAME`)")
+
+
+@app.command()
+def show(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
+    """Show the manifest a reference resolves to (e.g. `gravity@^1`, `drag#prod`)."""
+    from registry.core.manifest import dump_manifest
+
+    reg = _registry_or_remote(remote)
+    resolved = reg.resolve(ref)
+    manifest = resolved.manifest
+    if as_json:
+        _print_json({"ref": manifest.ref, "tag": resolved.tag, "commit": resolved.commit,
+                     "manifest": manifest.to_dict()})
+        return
+    typer.echo(f"# {manifest.ref}  ({resolved.label}"
+               + (f" at {resolved.commit[:12]})" if resolved.commit else ")"))
+    typer.echo(dump_manifest(manifest).rstrip())
+
+
+
+@app.command()
+def load(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
+    """Load a module into torch and print a summary (with --remote: files fetched from the
+    server into the local cache, verified)."""
+    reg = _registry_or_remote(remote)
+    module = reg.load(ref)
+    manifest = reg.get(ref)
+    summary: dict[str, Any] = {
+        "ref": manifest.ref, "class": type(module).__name__,
+        "inputs": module.input_names, "outputs": module.output_names,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+    }
+    if hasattr(module, "sympy"):
+        summary["equations"] = {k: str(v) for k, v in module.sympy().items()}
+    if as_json:
+        _print_json(summary)
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def cost(ref: str, as_json: JsonFlag = False) -> None:
+    """Measure a module's cost afresh: FLOPs, parameters, latency, energy per sample."""
+    measured = _registry().cost(ref)
+    if measured.flops.uncounted_ops:
+        typer.secho(f"warning: no FLOP formula for {', '.join(measured.flops.uncounted_ops)}; "
+                    "the FLOP count leaves them out", fg=typer.colors.YELLOW, err=True)
+    if as_json:
+        _print_json(measured.to_dict())
+        return
+    latency = measured.latency
+    typer.echo(f"flops/sample:          {measured.flops.forward} forward, "
+               f"{measured.flops.forward_backward} forward+backward")
+    typer.echo(f"params:                {measured.params}")
+    typer.echo(f"latency/sample:        {latency.ns_per_sample:.4g} ns (batch {latency.batch}, "
+               f"spread {latency.spread:.0%}, {latency.calls} calls)")
+    typer.echo(f"energy/sample:         {measured.energy_j_per_sample:.4g} J "
+               f"({measured.energy_method})")
+    typer.echo(f"hardware:              {latency.hardware}")
+
+
+@app.command()
+def evaluate(ref: str, as_json: JsonFlag = False) -> None:
+    """Recompute a module's accuracy from its `evaluation` section."""
+    metrics = _registry().evaluate(ref)
+    if as_json:
+        _print_json(metrics)
+        return
+    for key, value in metrics.items():
+        typer.echo(f"{key}: {value:.6g}")
