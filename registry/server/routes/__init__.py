@@ -33,20 +33,6 @@ an output in newtons or ``kg m/s^2``, not kilonewtons).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
-
-from registry.server.handlers import install as install_errors
-from registry.server.routes import cost, files, health, modules, register, stages
+from registry.server.routes.v1 import install, router
 
 __all__ = ["install", "router"]
-
-router = APIRouter(prefix="/api/v1", tags=["api"])
-# The order is the OpenAPI document's order.
-for _resource in (health, modules, files, cost, register, stages):
-    router.include_router(_resource.router)
-
-
-def install(app: FastAPI) -> None:
-    """Add the /api/v1 routes and the JSON error handlers to `app`."""
-    install_errors(app)
-    app.include_router(router)

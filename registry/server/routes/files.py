@@ -9,7 +9,6 @@ are served as `application/octet-stream` attachments; nothing is sniffed.
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
+from registry.core.integrity import sha256_bytes
 from registry.errors import NotFound
 from registry.server.handlers import openapi_errors
 from registry.server.routes.common import RefParam, api_router, refusals, registry_of, resolve_ref
@@ -54,7 +54,7 @@ def get_file(request: Request, ref: RefParam,
         if cached and _etag_matches(request.headers.get("if-none-match"), cached):
             return Response(status_code=304, headers=_file_headers(cached))
     data = _read_checked(resolved, relpath)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256_bytes(data)
     if key is not None:
         with _SHA_CACHE_LOCK:
             if len(_SHA_CACHE) > _SHA_CACHE_SIZE:
