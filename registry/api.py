@@ -33,12 +33,14 @@ if TYPE_CHECKING:
 
     from registry.composition.module import ComposedModule
     from registry.composition.spec import ComposeSpec
+    from registry.composition.swap import SwapReport
     from registry.composition.train import TrainReport
     from registry.core.manifest import GitInfo, TrainingCost
     from registry.cost.measure import ModuleCost
     from registry.distillation.registered import DistillReport
     from registry.gate import GateReport
     from registry.gate.diff import ModuleChange
+    from registry.lineage import LineageNode
     from registry.mlflow.publish import PublishResult
     from registry.nn.ports import PortModule
     from registry.store.local import LocalStore
@@ -102,8 +104,17 @@ class Registry:
         """The torch module `ref` resolves to, with verified weights."""
         return self.loader.load(ref)
 
-    def compose(self, spec: ComposeSpec | str | Path) -> ComposedModule:
-        """Build the network a compose spec (a file, or a `ComposeSpec`) describes."""
+    def compose(self, spec: ComposeSpec | str | Path, *,
+                replace: Mapping[str, str] | None = None) -> ComposedModule:
+        """Build the network a compose spec (a file, or a `ComposeSpec`) describes; `replace`
+        swaps nodes for module references (`{"residual": "lift@^1"}`), unchecked: `swap`
+        checks a registered composite's swap end to end."""
+        if replace:
+            from registry.composition.spec import load_spec
+            from registry.composition.swap import replace_nodes
+
+            loaded = load_spec(Path(spec)) if isinstance(spec, str | Path) else spec
+            spec = replace_nodes(loaded, replace)
         return self.loader.compose(spec)
 
     def list(self, *, kind: str | None = None,
@@ -160,6 +171,12 @@ class Registry:
                                summary=manifest.summary, inputs=manifest.port_units("inputs"),
                                outputs=manifest.port_units("outputs"))
 
+    def lineage(self, ref: str) -> LineageNode:
+        """Where `ref` came from: teachers (down to a composite's node) and parents."""
+        from registry.lineage import lineage
+
+        return lineage(self.store.resolve, ref)
+
     def cost(self, ref: str) -> ModuleCost:
         """Measure the module's cost afresh: FLOPs, parameters, latency, energy per sample."""
         from registry.cost.measure import measure_cost
@@ -210,12 +227,12 @@ class Registry:
     def register_composite(
         self, net: ComposedModule, *, name: str, version: str = "1.0.0",
         training: TrainingCost | None = None, mlflow_run_id: str | None = None,
-        evaluation_data: Path | None = None, summary: str | None = None,
+        evaluation_data: Path | None = None, summary: str | None = None, bump: Bump = "patch",
     ) -> RegisterResult:
         """Write `modules/<name>/` (pinned spec, weights, manifest) and register it.
 
         The spec's module references are pinned to the exact versions used; a
-        changed composite registers as the next patch version.
+        changed composite registers as the next `bump` (patch) version.
         """
         from registry.composition.folder import write_composite
 
@@ -223,7 +240,38 @@ class Registry:
         folder = write_composite(net, local.root / MODULES_DIR / name, version=version,
                                  training=training, mlflow_run_id=mlflow_run_id,
                                  evaluation_data=evaluation_data, summary=summary)
-        return self.register(folder, bump="patch")
+        return self.register(folder, bump=bump)
+
+    def swap(self, ref: str, replacements: Mapping[str, str], *, ood: Path | None = None,
+             register: str | None = None) -> SwapReport:
+        """Replace nodes of the composite `ref` by modules (`{"residual": "lift@^1"}`), check
+        the result end to end on its evaluation data (and `ood`), and with `register` register
+        it as that composite's next minor version. A swap that loses more accuracy than the
+        composite's budget allows raises `BudgetExceeded` with both errors."""
+        import dataclasses
+        import tempfile
+
+        from registry.composition.swap import swap_registered
+        from registry.errors import BudgetExceeded
+
+        resolved = self.store.resolve(ref)
+        net, report = swap_registered(self.loader, resolved, replacements, ood=ood)
+        if not report.accepted:
+            swapped = ", ".join(f"{n}={r}" for n, r in replacements.items())
+            raise BudgetExceeded(f"{resolved.exact}: the swap {swapped} is refused: "
+                                 f"{report.reason}")
+        if register is None:
+            return report
+        manifest = resolved.manifest
+        assert manifest.evaluation is not None and manifest.evaluation.data is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "evaluation.npz"
+            data.write_bytes(resolved.read(manifest.evaluation.data.path))
+            result = self.register_composite(
+                net, name=register, evaluation_data=data, bump="minor",  # type: ignore[arg-type]
+                summary=f"{manifest.summary} (nodes {', '.join(replacements)} swapped for "
+                        f"{', '.join(replacements.values())})")
+        return dataclasses.replace(report, registered=result.tag)
 
     def train(self, spec: ComposeSpec | ComposedModule | str | Path, data: Mapping[str, Any], *,
               target: str = "outputs", run_name: str | None = None,
@@ -239,20 +287,44 @@ class Registry:
                              target=target, run_name=run_name, **options)
 
     def distill(self, ref: str, *, budget_s: float = 60.0, name: str | None = None,
-                out: Path | None = None, tolerance: float | None = None) -> DistillReport:
+                out: Path | None = None, tolerance: float | None = None,
+                node: str | None = None, data: builtins.list[Path] | None = None
+                ) -> DistillReport:
         """Distil the module `ref` (queried as a black box) into an equation module.
 
         With `out`, writes `<out>/<name>/` (module.yaml, pareto.png, distill.json);
         `registry register` takes it from there. The tolerance defaults to twice the
         teacher's recorded test nRMSE (a network is trusted only that far).
+
+        With `node`, distils that node of the composite `ref` instead, from the values it
+        saw while the composite ran over its evaluation data and `data` (`.npz` files), into
+        `<out or modules>/<name or composite-node>/`, tolerance default 1e-2.
         """
-        from registry.distillation.registered import distill_registered
+        from registry.distillation.registered import (
+            distill_part,
+            distill_registered,
+            record_registered_node,
+        )
 
         local = self._local("distill")
         resolved = self.store.resolve(ref)
-        return distill_registered(resolved, self.loader.build(resolved), root=local.root,
-                                  commit=local.repo.head(), budget_s=budget_s, name=name,
-                                  out=out, tolerance=tolerance)
+        if node is None:
+            return distill_registered(resolved, self.loader.build(resolved), root=local.root,
+                                      commit=local.repo.head(), budget_s=budget_s, name=name,
+                                      out=out, tolerance=tolerance)
+        if resolved.manifest.kind != "composite":
+            from registry.errors import DistillationError
+
+            raise DistillationError(f"--node {node}: {resolved.exact} is a "
+                                    f"{resolved.manifest.kind}; nodes belong to composites")
+        net = self.loader.build(resolved)
+        recording = record_registered_node(resolved, net, node, data)
+        return distill_part(recording, net.get_submodule(f"nodes.{node}"),  # type: ignore[arg-type]
+                            distilled_from=recording.part,
+                            root=local.root, commit=local.repo.head(),
+                            out=out or local.root / MODULES_DIR, budget_s=budget_s,
+                            name=name or f"{resolved.manifest.name}-{node}",
+                            tolerance=1e-2 if tolerance is None else tolerance)
 
     def promote(self, ref: str, stage: str) -> str:
         """Point `stage` at the version `ref` resolves to; returns the GTO stage tag."""

@@ -15,22 +15,45 @@ from registry.cli.main import (
     _table,
     app,
 )
+from registry.errors import RegistryError
+
+
+def _replacements(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        node, sep, ref = item.partition("=")
+        if not sep or not node or not ref:
+            raise RegistryError(f"--replace {item!r}: write NODE=MODULE@VERSION, e.g. "
+                                "residual=baseball-lift@^1")
+        pairs[node.strip()] = ref.strip()
+    return pairs
 
 
 @app.command()
 def compose(
-    spec: Path,
+    spec: Annotated[str, typer.Argument(help="A compose spec (YAML), or a registered "
+                                        "composite to swap nodes of (with --replace).")],
     summary: Annotated[bool, typer.Option("--summary", help="Nodes, parameters, FLOPs.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the spec with pinned versions.")] = None,
     register_as: Annotated[str | None, typer.Option("--register", help="Register as NAME.")]
     = None,
+    replace: Annotated[list[str] | None, typer.Option(
+        "--replace", metavar="NODE=REF", help="Replace a node by a module; on a registered "
+        "composite the swap is checked end to end and refused past its budget.")] = None,
+    ood: Annotated[Path | None, typer.Option(help="Out-of-distribution data (.npz) the swap "
+                                             "check also reports.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compose modules into a network from a compose spec (YAML)."""
+    """Compose modules into a network from a compose spec (YAML), or swap nodes of a
+    registered composite (`registry compose baseball-flight@^1 --replace residual=lift@^1`)."""
     import yaml
 
     reg = _registry()
-    net = reg.compose(spec)
+    replacements = _replacements(replace or [])
+    if replacements and not Path(spec).is_file():
+        _swap(reg, spec, replacements, ood=ood, register_as=register_as, as_json=as_json)
+        return
+    net = reg.compose(spec, replace=replacements)
     report = net.summary()
     if out is not None:
         out.write_text(yaml.safe_dump(net.pinned_spec(), sort_keys=False))
@@ -50,6 +73,25 @@ def compose(
                    f"FLOPs/sample: {report['flops_per_sample']}")
     if register_as is not None:
         typer.echo(f"registered: {report['registered']['tag']}")
+
+
+def _swap(reg: Any, ref: str, replacements: dict[str, str], *, ood: Path | None,
+          register_as: str | None, as_json: bool) -> None:
+    report = reg.swap(ref, replacements, ood=ood, register=register_as)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    rows = [["rmse", f"{report.before['rmse']:.6g}", f"{report.after['rmse']:.6g}"],
+            ["nrmse", f"{report.before['nrmse']:.6g}", f"{report.after['nrmse']:.6g}"],
+            ["FLOPs/sample", str(report.flops_before), str(report.flops_after)],
+            ["latency ns/sample", f"{report.latency_ns_before:.4g}",
+             f"{report.latency_ns_after:.4g}"]]
+    if report.ood_before is not None and report.ood_after is not None:
+        rows.insert(2, ["ood rmse", f"{report.ood_before['rmse']:.6g}",
+                        f"{report.ood_after['rmse']:.6g}"])
+    _table(rows, ["", "BEFORE", "AFTER"])
+    typer.echo(f"accepted: {report.reason}"
+               + (f"; registered {report.registered}" if report.registered else ""))
 
 
 class Target(StrEnum):
@@ -104,10 +146,17 @@ def distill(
     name: Annotated[str | None, typer.Option(help="Name of the equation module.")] = None,
     budget_s: Annotated[float, typer.Option("--budget-s", help="Search time budget (s).")] = 60.0,
     tolerance: Annotated[float | None, typer.Option(help="Trusted teacher nRMSE.")] = None,
+    node: Annotated[str | None, typer.Option(help="Distil this node of the composite REF, "
+                                             "from the values it saw.")] = None,
+    data: Annotated[list[Path] | None, typer.Option(
+        help="With --node: more data (.npz) to run the composite over (its inputs; or its "
+             "inputs and states, run through its rates).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Distil a module (queried as a black box) into an equation module."""
-    report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance)
+    """Distil a module (queried as a black box) into an equation module; with --node, a
+    node of a composite, from the values it saw while the composite ran over its data."""
+    report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance,
+                                 node=node, data=data)
     result = report.result
     data: dict[str, Any] = {"teacher": report.teacher, **result.to_dict()}
     if report.teacher_cost is not None and report.student_cost is not None:

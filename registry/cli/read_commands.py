@@ -109,3 +109,15 @@ def evaluate(ref: str, as_json: JsonFlag = False) -> None:
         return
     for key, value in metrics.items():
         typer.echo(f"{key}: {value:.6g}")
+
+
+@app.command()
+def lineage(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
+    """Where a module came from: its teachers (down to a composite's node) and parents."""
+    from registry.lineage import render
+
+    tree = _registry_or_remote(remote).lineage(ref)
+    if as_json:
+        _print_json(tree.to_dict())
+        return
+    typer.echo(render(tree))

@@ -226,10 +226,19 @@ class DataHash(_Strict):
     md5: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
+class Recorded(_Strict):
+    """The values a distilled part saw: their hash, and how many rows and calls."""
+
+    sha256: Sha256
+    rows: Annotated[int, Field(ge=1)]
+    calls: Annotated[int, Field(ge=1)]
+
+
 class Provenance(_Strict):
     source: Literal["hand-written", "trained", "distilled", "composed"] = "hand-written"
     git: GitInfo | None = None
-    distilled_from: str | None = None
+    distilled_from: str | None = None  # a module version, or a part of one (`name@1.0.2#node`)
+    recorded: Recorded | None = None  # a part: what was recorded to distil it
     parents: list[str] = Field(default_factory=list)
     mlflow: MlflowRun | None = None
     data: DataHash | None = None

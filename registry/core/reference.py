@@ -22,12 +22,16 @@ from functools import total_ordering
 
 from registry.errors import NotFound
 
-__all__ = ["Reference", "Version", "parse_reference"]
+__all__ = ["Reference", "Version", "parse_reference", "split_part"]
 
 _NAME = r"[a-z][a-z0-9-]{0,62}"
 _REFERENCE = re.compile(
     rf"^(?P<name>{_NAME})(?:@(?P<spec>[^#@\s]+)|#(?P<stage>[a-z][a-z0-9_-]{{0,40}}))?$"
 )
+# A part of a version: `baseball-flight@1.0.2#residual` (a node, or a dotted submodule path).
+# `#` after `@version` names a part; `name#stage` (no version) stays a stage.
+_PART = re.compile(rf"^(?P<ref>{_NAME}@[^#@\s]+)#(?P<part>[A-Za-z_][A-Za-z0-9_.]{{0,200}})$",
+                   re.ASCII)
 _VERSION = re.compile(
     r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$"
@@ -157,3 +161,10 @@ def parse_reference(text: str) -> Reference:
                            "or `~1.2`") from None
         spec = spec.removeprefix("v") if _VERSION.match(spec) else spec
     return Reference(match["name"], spec, match["stage"])
+
+
+def split_part(text: str) -> tuple[str, str | None]:
+    """`(reference, part)`: `baseball-flight@1.0.2#residual` gives
+    `("baseball-flight@1.0.2", "residual")`; a reference without a part gives `(text, None)`."""
+    match = _PART.match(text.strip())
+    return (match["ref"], match["part"]) if match else (text, None)

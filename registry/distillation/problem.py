@@ -1,5 +1,6 @@
 """The state of one output's solve, shared by the solver's stages: the teacher, its
-ranges and units, the tolerance, the deadline, and the candidates found so far."""
+ranges, domain and units, the tolerance, the deadline, the candidates found so far, and
+notes on what the structure tests did."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from registry.distillation.candidates import Candidate
+from registry.distillation.domain import Domain, box_domain
 from registry.distillation.teacher import Teacher
 
 
@@ -21,3 +23,14 @@ class _Problem:
     deadline: float
     rng: np.random.Generator
     found: list[Candidate] = field(default_factory=list)
+    domain: Domain | None = None  # where the teacher is asked; None: the box over `ranges`
+    notes: dict[str, str] = field(default_factory=dict)  # structure test -> what it did
+
+    def __post_init__(self) -> None:
+        if self.domain is None:
+            self.domain = box_domain(self.ranges)
+
+    @property
+    def where(self) -> Domain:
+        assert self.domain is not None
+        return self.domain

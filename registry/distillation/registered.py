@@ -24,10 +24,11 @@ from registry.errors import ManifestError
 if TYPE_CHECKING:
     from registry.cost.measure import ModuleCost
     from registry.distillation import DistillResult
+    from registry.distillation.recording import Recording
     from registry.nn.ports import PortModule
     from registry.store.base import Resolved
 
-__all__ = ["DistillReport", "distill_registered"]
+__all__ = ["DistillReport", "distill_part", "distill_registered"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,121 @@ def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
                                    "student_cost": student_cost.to_dict()}
         (folder / "distill.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return DistillReport(result, teacher.ref, folder, teacher_cost, student_cost, tolerance)
+
+
+EVALUATION_ROWS = 4096  # recorded rows kept in the module folder as its evaluation data
+RECORDED_FILE = "recorded.npz"
+
+
+def distill_part(recording: Recording, part: PortModule, *, distilled_from: str, root: Path,
+                 commit: str | None, out: Path, budget_s: float = 60.0, name: str,
+                 tolerance: float = 1e-2, seed: int = 0) -> DistillReport:
+    """Distil a recorded part (`part`, queried on the points it saw) into an equation module
+    at `<out>/<name>/`: module.yaml (distilled_from the part, the recording's hash), a sample
+    of the recording as its evaluation data, pareto.png and distill.json."""
+    import numpy as np
+
+    from registry.core.integrity import sha256_file
+    from registry.core.manifest import Recorded
+    from registry.cost.measure import measure_cost
+    from registry.distillation import distill
+    from registry.mlflow.tracking import mlflow_run
+
+    points = recording.points()
+    inputs = {n: (u, (float(points[n].min()), float(points[n].max())))
+              for n, u in recording.inputs.items()}
+    with mlflow_run("distill", root=root, run_name=f"distill-{distilled_from}",
+                    params={"teacher": distilled_from, "name": name, "budget_s": budget_s,
+                            "tolerance": tolerance, "recorded_rows": len(recording.x),
+                            "recorded_calls": recording.calls},
+                    tags={"git_commit": commit, "recorded_sha256": recording.sha256}) as run:
+        result = distill(part, inputs=inputs, outputs=recording.outputs, budget_s=budget_s,
+                         tolerance=tolerance, seed=seed, points=points)
+        run.set_tags({"found": str(result.found)})
+        run.log_metrics({f"nrmse_{o}": c.nrmse for o, c in result.chosen.items()})
+        if not result.found:
+            return DistillReport(result, distilled_from, tolerance=tolerance)
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = np.random.default_rng(seed).choice(
+            len(recording.x), size=min(EVALUATION_ROWS, len(recording.x)), replace=False)
+        sample = {**{n: recording.x[rows, i] for i, n in enumerate(recording.inputs)},
+                  **{n: recording.y[rows, i] for i, n in enumerate(recording.outputs)}}
+        np.savez(folder / RECORDED_FILE, **sample)
+        manifest = result.manifest(name, distilled_from=None,
+                                   summary=f"Equation distilled from {distilled_from}")
+        manifest.provenance.distilled_from = distilled_from
+        manifest.provenance.recorded = Recorded(sha256=recording.sha256, rows=len(recording.x),
+                                                calls=recording.calls)
+        manifest.provenance.mlflow = MlflowRun(run_id=run.run_id, experiment=run.experiment)
+        manifest = manifest.model_copy(update={"evaluation": _recorded_evaluation(
+            folder / RECORDED_FILE, sha256_file(folder / RECORDED_FILE))})
+        from registry.core.semantics import validate_equations
+        from registry.nn.equation import EquationModule
+
+        student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
+                                 inputs=list(manifest.inputs))
+        student_cost = measure_cost(student, manifest)
+        part_cost = measure_cost(part, manifest)
+        run.log_metrics({"student_flops_per_sample": student_cost.flops.forward,
+                         "teacher_flops_per_sample": part_cost.flops.forward})
+    write_manifest(manifest, folder / MANIFEST_FILE)
+    result.plot(folder / "pareto.png")
+    summary: dict[str, Any] = {**result.to_dict(), "teacher": distilled_from,
+                               "tolerance": tolerance, "recorded_sha256": recording.sha256,
+                               "recorded_rows": len(recording.x),
+                               "recorded_calls": recording.calls,
+                               "teacher_cost": part_cost.to_dict(),
+                               "student_cost": student_cost.to_dict()}
+    (folder / "distill.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return DistillReport(result, distilled_from, folder, part_cost, student_cost, tolerance)
+
+
+def _recorded_evaluation(path: Path, sha256: str) -> Any:
+    from registry.core.manifest import Evaluation
+
+    return Evaluation.model_validate({"data": {"path": path.name, "sha256": sha256}})
+
+
+def record_registered_node(resolved: Resolved, net: Any, node: str,
+                           data: list[Path] | None = None) -> Recording:
+    """Record the node `node` of the registered composite `resolved` (built as `net`) over
+    its evaluation data and any `.npz` in `data`: rows of the composite's inputs run through
+    it (the ODE too); files that also hold every state variable are run through its rates,
+    where a residual trained on rates saw its inputs."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from registry.distillation.recording import record_node
+
+    names = list(net.input_names)
+    dynamics = net.plan.spec.dynamics
+    states = [*names, *dynamics.state] if dynamics is not None else None
+    arrays: list[tuple[str, dict[str, np.ndarray]]] = []
+    evaluation = resolved.manifest.evaluation
+    if evaluation is not None and evaluation.data is not None:
+        with np.load(io.BytesIO(resolved.read(evaluation.data.path)),
+                     allow_pickle=False) as loaded:
+            arrays.append((resolved.where(evaluation.data.path),
+                           {k: loaded[k] for k in loaded.files}))
+    for path in data or []:
+        with np.load(path, allow_pickle=False) as loaded:
+            arrays.append((str(path), {k: loaded[k] for k in loaded.files}))
+    x_rows, state_rows = [], []
+    for where, columns in arrays:
+        if states is not None and all(n in columns for n in states):
+            state_rows.append(np.stack([columns[n] for n in states], axis=1))
+        elif all(n in columns for n in names):
+            x_rows.append(np.stack([columns[n] for n in names], axis=1))
+        else:
+            missing = [n for n in names if n not in columns]
+            raise ManifestError(f"{where}: arrays {missing} are missing; give one array per "
+                                f"input of {resolved.exact} ({', '.join(names)})")
+
+    def tensor(rows: list[np.ndarray]) -> torch.Tensor | None:
+        return torch.as_tensor(np.concatenate(rows), dtype=torch.float32) if rows else None
+
+    return record_node(net, node, tensor(x_rows), states=tensor(state_rows),
+                       part=f"{resolved.exact}#{node}")

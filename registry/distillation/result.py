@@ -1,5 +1,6 @@
 """What a distillation returns: the chosen equation per output, its Pareto front of
-complexity against error, and how the choice is made."""
+complexity against error, how the choice is made, and where the teacher was asked (the
+box over the input ranges, or recorded points) with what each structure test did there."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ class DistillResult:
     duration_s: float
     energy: Any = None
     teacher_metrics: dict[str, float] = field(default_factory=dict)
+    domain: str = "box"  # "box": the input ranges; "recorded": the given points only
+    n_points: int | None = None  # recorded rows (None for the box)
+    held_out_points: int | None = None  # of which kept out of fitting, for rescoring
+    structure_tests: dict[str, dict[str, str]] = field(default_factory=dict)  # output ->
+    # test (irrelevant_inputs, translation_symmetry, separability) -> what it did
 
     def manifest(self, name: str, version: str = "1.0.0", *, distilled_from: str | None = None,
                  summary: str | None = None) -> Any:
@@ -87,7 +93,9 @@ class DistillResult:
         return {"found": self.found, "message": self.message, "equations": self.equations,
                 "chosen": {k: c.to_dict() for k, c in self.chosen.items()},
                 "pareto": {k: [c.to_dict() for c in v] for k, v in self.pareto.items()},
-                "duration_s": self.duration_s}
+                "duration_s": self.duration_s, "domain": self.domain,
+                "n_points": self.n_points, "held_out_points": self.held_out_points,
+                "structure_tests": self.structure_tests}
 
 
 def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:

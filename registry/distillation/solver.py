@@ -10,6 +10,11 @@ transforms, within the time budget.
 Candidates are rescored on fresh points, constants snapped to simple values
 (p/q, π, √2, …), and kept on a Pareto front of complexity against error.
 
+With a recorded domain (`domain.py`) every point comes from the recorded rows
+(rescoring from the rows held out of fitting), the irrelevant-input and
+translation tests move inputs only a small step around recorded points, and
+separability is skipped: it would query the teacher off the recorded manifold.
+
 The teacher is only ever called, never inspected.
 """
 
@@ -25,17 +30,19 @@ import sympy
 from registry.core.expr import symbol
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.dimensions import alternative_reductions, reduce_dimensions
+from registry.distillation.domain import NEARBY_STEP, Domain
 from registry.distillation.problem import _Problem
 from registry.distillation.reduction_fits import _quick, _search_reduced
 from registry.distillation.snapping import snap_constants
 from registry.distillation.structure import (
     irrelevant_inputs,
-    sample,
+    irrelevant_nearby,
     separable,
     translation_pairs,
+    translation_pairs_nearby,
 )
 from registry.distillation.teacher import Teacher
-from registry.errors import RegistryError
+from registry.errors import DistillationError, RegistryError
 
 __all__ = ["solve_output"]
 
@@ -47,12 +54,21 @@ SNAPPED = 40  # candidates whose constants are snapped, the simplest eligible fi
 
 def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
                  units: Mapping[str, str] | None, out_unit: str | None, budget_s: float,
-                 tolerance: float, seed: int = 0) -> list[Candidate]:
-    """Candidates for one output, best first (not yet reduced to a Pareto front)."""
+                 tolerance: float, seed: int = 0, domain: Domain | None = None,
+                 notes: dict[str, str] | None = None) -> list[Candidate]:
+    """Candidates for one output, best first (not yet reduced to a Pareto front).
+
+    `domain`: where to ask the teacher (default: the box over `ranges`); `notes`, when
+    given, receives what each structure test did (test name -> a sentence)."""
     problem = _Problem(teacher, dict(ranges), dict(units) if units else None, out_unit,
-                       tolerance, time.monotonic() + budget_s, np.random.default_rng(seed))
-    _solve(problem)
-    test = sample(problem.ranges, SAMPLES, np.random.default_rng(seed + 1))
+                       tolerance, time.monotonic() + budget_s, np.random.default_rng(seed),
+                       domain=domain)
+    try:
+        _solve(problem)
+    finally:
+        if notes is not None:
+            notes.update(problem.notes)
+    test = problem.where.held_out(SAMPLES, np.random.default_rng(seed + 1))
     truth = teacher(test)
     scored = [Candidate(c.expr, c.complexity, nrmse(evaluate(c.expr, test), truth), c.method,
                         _units_ok(c.expr, problem.units, out_unit)) for c in problem.found]
@@ -84,22 +100,34 @@ def _units_ok(expr: sympy.Expr, units: Mapping[str, str] | None, out_unit: str |
 
 
 def _solve(p: _Problem) -> None:
-    x = sample(p.ranges, SAMPLES, p.rng)
+    recorded = p.where.kind == "recorded"
+    x = p.where.sample(SAMPLES, p.rng)
     y = p.teacher(x)
+    if recorded and not np.all(np.isfinite(y)):
+        raise DistillationError(f"the teacher returned {np.count_nonzero(~np.isfinite(y))} "
+                                f"non-finite values on {len(y)} recorded points: the part is "
+                                "not finite where it was recorded; check the recording")
     if not np.all(np.isfinite(y)):
         raise RegistryError("the teacher returned non-finite values on its declared input ranges")
     spread = float(np.std(y))
     if spread <= 1e-12 * (float(np.abs(y).mean()) or 1.0):
         p.found.append(Candidate(sympy.Float(float(y.mean())), 1, 0.0, "constant"))
         return
-    unused = irrelevant_inputs(p.teacher, p.ranges, tolerance=p.tolerance, rng=p.rng)
+    unused = _irrelevant(p)
     used = [n for n in p.ranges if n not in unused]
     variables: dict[str, sympy.Expr] = {n: symbol(n) for n in used}
     var_units = {n: p.units[n] for n in used} if p.units else None
+    if recorded:
+        p.notes["separability"] = (
+            "skipped on recorded points: testing it mixes the coordinates of distant points, "
+            "and using a split holds some inputs fixed while others vary, both off the "
+            "recorded manifold")
+    else:
+        p.notes["separability"] = ("not tested: a law was found first" if len(used) >= 2
+                                   else "not tested: fewer than two inputs")
+    p.notes["translation_symmetry"] = "not tested: the inputs have no units"
     if var_units is not None:
-        live = {n: p.ranges[n] for n in used}
-        for a, b in translation_pairs(p.teacher, live, var_units, tolerance=p.tolerance,
-                                      rng=p.rng):
+        for a, b in _translations(p, used, var_units):
             name = f"d_{a}_{b}"
             variables[name] = symbol(b) - symbol(a)
             var_units[name] = var_units[a]
@@ -115,7 +143,7 @@ def _solve(p: _Problem) -> None:
         # Declared units can be wrong (a table's typo, a unit of convenience): the
         # reduction then hides the law. Try the plain variables with the quick solvers.
         _quick(p, sympy.Integer(1), variables, values, y, np.ones_like(y), y)
-    if len(used) >= 3 and not _good_enough(p):
+    if len(used) >= 3 and not recorded and not _good_enough(p):
         # Separable laws first (x₁y₁ + x₂y₂ + x₃y₃): each part is a smaller problem, while
         # the search over all inputs at once would need depth it cannot reach.
         _separate(p, used, until=time.monotonic() + 0.4 * (p.deadline - time.monotonic()))
@@ -125,8 +153,44 @@ def _solve(p: _Problem) -> None:
             return
         share = (p.deadline - time.monotonic()) * 0.6 / (len(searched) - i)
         _search_reduced(p, *setup, y, budget=share)
-    if len(used) == 2 and not _good_enough(p):
+    if len(used) == 2 and not recorded and not _good_enough(p):
         _separate(p, used, until=p.deadline)
+
+
+def _irrelevant(p: _Problem) -> list[str]:
+    """Inputs the output does not depend on: resampled over the box, or moved a small step
+    around recorded points."""
+    if p.where.kind == "box":
+        unused = irrelevant_inputs(p.teacher, p.ranges, tolerance=p.tolerance, rng=p.rng)
+        p.notes["irrelevant_inputs"] = (f"each input resampled over its range: dropped "
+                                        f"{unused or 'none'}")
+        return unused
+    base = p.where.sample(256, p.rng)
+    unused = irrelevant_nearby(p.teacher, base, p.where.spread, tolerance=p.tolerance,
+                               step=NEARBY_STEP, rng=p.rng)
+    p.notes["irrelevant_inputs"] = (
+        f"each input moved by ±{NEARBY_STEP:.0%} of its recorded spread around 256 recorded "
+        f"points (kept where the teacher is not finite there): dropped {unused or 'none'}")
+    return unused
+
+
+def _translations(p: _Problem, used: list[str],
+                  var_units: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Same-unit pairs the output depends on only through their difference."""
+    if p.where.kind == "box":
+        live = {n: p.ranges[n] for n in used}
+        pairs = translation_pairs(p.teacher, live, var_units, tolerance=p.tolerance,
+                                  rng=p.rng)
+        p.notes["translation_symmetry"] = (f"same-unit pairs shifted by a quarter of their "
+                                           f"range: replaced {pairs or 'none'}")
+        return pairs
+    base = p.where.sample(256, p.rng)
+    pairs = translation_pairs_nearby(p.teacher, base, p.where.spread, var_units,
+                                     tolerance=p.tolerance, step=NEARBY_STEP, rng=p.rng)
+    p.notes["translation_symmetry"] = (
+        f"same-unit pairs shifted together by ±{NEARBY_STEP:.0%} of the smaller recorded "
+        f"spread around 256 recorded points: replaced {pairs or 'none'}")
+    return pairs
 
 
 def _reductions(p: _Problem, variables: Mapping[str, sympy.Expr],
@@ -166,7 +230,7 @@ def _reductions(p: _Problem, variables: Mapping[str, sympy.Expr],
 
 def _good_enough(p: _Problem) -> bool:
     """A law with few fitted constants fits within the tolerance: the search can stop."""
-    test = sample(p.ranges, 200, p.rng)
+    test = p.where.held_out(200, p.rng)
     truth = p.teacher(test)
     for c in p.found:
         err = nrmse(evaluate(c.expr, test), truth)
@@ -184,6 +248,7 @@ def _separate(p: _Problem, names: list[str], *, until: float) -> None:
     """f = g(A) ∘ h(B) with ∘ in {+, ·}: solve each part as its own problem (by `until`),
     then combine."""
     live = {n: p.ranges[n] for n in names}
+    p.notes["separability"] = "tested on pairs of points from the box: no split used"
     for kind in ("mul", "add"):
         if time.monotonic() > until:
             return
@@ -225,7 +290,7 @@ def _separate(p: _Problem, names: list[str], *, until: float) -> None:
                 break
             if not sub.found:
                 break
-            test = sample(sub.ranges, 200, p.rng)
+            test = sub.where.sample(200, p.rng)
             truth = sub.teacher(test)
             scored = [(nrmse(evaluate(c.expr, test), truth), c) for c in sub.found]
             # As for the whole: the simplest part within reach of the best, not the one
@@ -234,6 +299,8 @@ def _separate(p: _Problem, names: list[str], *, until: float) -> None:
             parts.append(min((c for err, c in scored if err <= max(1.5 * floor, p.tolerance)),
                              key=lambda c: c.complexity).expr)
         if len(parts) == 2:
+            p.notes["separability"] = (f"tested on pairs of points from the box: "
+                                       f"f = g({a}) {'·' if kind == 'mul' else '+'} h({b})")
             combined = parts[0] * parts[1] / f0 if kind == "mul" else parts[0] + parts[1] - f0
             p.found.append(Candidate(combined, complexity_of(combined), 0.0,
                                      f"{'multiplicative' if kind == 'mul' else 'additive'} "

@@ -5,6 +5,15 @@ Each test draws fresh points from the input ranges, asks the teacher, and
 compares with a tolerance relative to the output's spread (set from the
 teacher's own noise when distilling a network).
 
+On recorded points (a part of a network, trusted only where its data went) the
+`*_nearby` variants move inputs by a small step (a fraction of each input's
+recorded spread) around recorded base points, never to the far side of the box,
+and scale the change up to a full-spread move before comparing: a finite
+difference, conservative for a noisy teacher (noise does not shrink with the
+step, so it reads as dependence). A teacher that is not finite there fails the
+test (the input is kept, the pair not replaced). Separability has no nearby
+variant: see `domain.py`.
+
 Example:
     >>> separable(f, ranges, ["x", "y", "z"], kind="mul")
     (['x', 'y'], ['z'])          # f = g(x, y) · h(z)
@@ -20,7 +29,8 @@ import numpy as np
 
 from registry.distillation.teacher import Teacher
 
-__all__ = ["Teacher", "irrelevant_inputs", "sample", "separable", "translation_pairs"]
+__all__ = ["Teacher", "irrelevant_inputs", "irrelevant_nearby", "sample", "separable",
+           "translation_pairs", "translation_pairs_nearby"]
 
 
 def sample(ranges: Mapping[str, tuple[float, float]], n: int,
@@ -49,6 +59,48 @@ def irrelevant_inputs(f: Teacher, ranges: Mapping[str, tuple[float, float]], *,
         if _relative_change(f(moved), y, scale) <= tolerance:
             unused.append(name)
     return unused
+
+
+def _steps(base: Mapping[str, np.ndarray], name: str, size: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """`base[name]` moved by ±`size`, the sign drawn per point."""
+    return base[name] + size * rng.choice((-1.0, 1.0), len(base[name]))
+
+
+def irrelevant_nearby(f: Teacher, base: Mapping[str, np.ndarray], spread: Mapping[str, float],
+                      *, tolerance: float, step: float,
+                      rng: np.random.Generator) -> list[str]:
+    """Inputs whose move by ±`step` × spread around the recorded `base` points never changes
+    the output (the change ÷ `step` within `tolerance` × the output's spread)."""
+    y = f(base)
+    scale = float(np.std(y)) or float(np.abs(y).mean()) or 1.0
+    unused = []
+    for name in base:
+        moved = dict(base) | {name: _steps(base, name, step * spread[name], rng)}
+        if _relative_change(f(moved), y, scale) / step <= tolerance:
+            unused.append(name)
+    return unused
+
+
+def translation_pairs_nearby(f: Teacher, base: Mapping[str, np.ndarray],
+                             spread: Mapping[str, float], units: Mapping[str, str], *,
+                             tolerance: float, step: float,
+                             rng: np.random.Generator) -> list[tuple[str, str]]:
+    """`translation_pairs` around the recorded `base` points: both inputs shifted together
+    by ±`step` × the smaller spread, the change ÷ `step` within `tolerance`. Only the
+    inputs in `units` are paired (`base` holds every input the teacher takes)."""
+    y = f(base)
+    scale = float(np.std(y)) or 1.0
+    pairs, used = [], set()
+    for a, b in itertools.combinations(units, 2):
+        if a in used or b in used or units[a] != units[b]:
+            continue
+        shift = step * min(spread[a], spread[b]) * rng.choice((-1.0, 1.0), len(base[a]))
+        moved = dict(base) | {a: base[a] + shift, b: base[b] + shift}
+        if _relative_change(f(moved), y, scale) / step <= tolerance:
+            pairs.append((a, b))
+            used |= {a, b}
+    return pairs
 
 
 def translation_pairs(f: Teacher, ranges: Mapping[str, tuple[float, float]],

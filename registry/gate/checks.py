@@ -199,7 +199,9 @@ def _training_data(resolved: Resolved, path: str, md5: str) -> CheckResult:
 def _parents(store: LocalStore, manifest: Manifest) -> Iterator[CheckResult]:
     pinned = list(manifest.provenance.parents)
     if manifest.provenance.distilled_from:
-        pinned.append(manifest.provenance.distilled_from)
+        from registry.core.reference import split_part
+
+        pinned.append(split_part(manifest.provenance.distilled_from)[0])
     if not pinned:
         yield CheckResult("parents", "skip", detail="no parents")
         return

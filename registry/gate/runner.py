@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.core.reference import split_part
 from registry.errors import NotFound, RegistryError
 from registry.gate.checks import CheckResult, ModuleReport, check_module
 from registry.store.base import MODULES_DIR
@@ -169,7 +170,7 @@ def _cache_key(store: LocalStore, name: str, base: Manifest | None) -> str | Non
               *([manifest.provenance.distilled_from] if manifest.provenance.distilled_from
                 else [])]
     for ref in sorted(pinned):
-        digest.update(f"{ref}={tags.get(tag_of_ref(ref))}\n".encode())
+        digest.update(f"{ref}={tags.get(tag_of_ref(split_part(ref)[0]))}\n".encode())
     own = version_tag(manifest.name, manifest.version)
     digest.update(f"own={tags.get(own)}\n".encode())
     return digest.hexdigest()
