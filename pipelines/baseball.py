@@ -35,8 +35,8 @@ from registry.composition.spec import load_spec
 from registry.cost.energy import track_energy
 from registry.cost.flops import count_module_flops
 from registry.evaluation import compute_metrics
-from registry.nn.network import NetworkModule
 from registry.mlflow.tracking import mlflow_run
+from registry.nn.network import NetworkModule
 
 G, M_EARTH, R_EARTH, RHO0, H = 6.6743e-11, 5.972e24, 6.371e6, 1.225, 8500.0
 INPUTS = ["v0", "angle", "h0", "m", "A", "C_d"]
@@ -169,6 +169,9 @@ def main() -> None:
     simulated_s = time.perf_counter() - wall
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out.with_name("baseball-test.npz"), **test)
+    # For the network-distillation stage: where the residual trained, and meteorites.
+    np.savez(args.out.with_name("baseball-train.npz"), **observed)
+    np.savez(args.out.with_name("meteorites.npz"), **meteors)
 
     # (a) the composite: physics from the registry, only the residual trains.
     trained = reg.train(

@@ -16,8 +16,8 @@ import torch
 import yaml
 
 import registry
-from registry.evaluation import sample_inputs
 from registry.core.manifest import Sample
+from registry.evaluation import sample_inputs
 
 
 def main() -> None:

@@ -62,6 +62,27 @@ def energy_rows(baseball: dict[str, Any], drag_net: dict[str, Any],
     return rows
 
 
+def network_lines(n: dict[str, Any]) -> list[str]:
+    """The network-distillation stage: the residual's equation, the swap, meteorites."""
+    equation = n.get("residual_equation")
+    lines = ["", "network distillation (baseball-flight residual → equation):"]
+    if not equation:
+        return [*lines, "  no equation found for the residual (see "
+                        "reports/network-distillation.json)"]
+    lines.append("  " + "; ".join(f"{k} = {v}" for k, v in equation.items()))
+    b, m = n.get("baseball") or {}, n.get("meteorites") or {}
+    if not n.get("swap_accepted"):
+        return [*lines, "  swap refused (see reports/network-distillation.json)"]
+    before, after = n.get("inference_flops_before") or 0, n.get("inference_flops_after") or 1
+    lines.append(f"  baseball test RMSE {b.get('test_rmse_before', 0) * 1000:.3g} mm → "
+                 f"{b.get('test_rmse_after', 0) * 1000:.3g} mm; FLOPs/sample {before:,} → "
+                 f"{after:,} ({before / max(after, 1):.1f}× fewer)")
+    if m.get("rmse_after") is not None:
+        lines.append(f"  meteorites RMSE {m['rmse_before']:.4g} m → {m['rmse_after']:.4g} m "
+                     "(no retraining)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", action="store_true",
@@ -101,6 +122,14 @@ def main() -> None:
         summary["baseball"] = {"composite_test_rmse_m": baseball["composite"]["test"]["rmse"],
                                "scratch_test_rmse_m": baseball["scratch"]["test"]["rmse"],
                                **baseball["ratios"]}
+    network = _load(REPORTS / "network-distillation.json")
+    if network:
+        summary["network_distillation"] = {
+            k: network.get(k) for k in ("residual_equation", "learned_drag_equation",
+                                        "inference_flops_before", "inference_flops_after")}
+        summary["network_distillation"].update(
+            {"baseball": network.get("baseball"), "meteorites": network.get("meteorites"),
+             "swap_accepted": (network.get("swap") or {}).get("accepted")})
     (REPORTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     energy = energy_rows(baseball, drag_net, distilled_training)
     (REPORTS / "energy.csv").write_text("stage,energy_j,cpu_s,method\n" + "".join(
@@ -124,6 +153,8 @@ def main() -> None:
         lines += [f"baseball: composite test RMSE {b['composite_test_rmse_m'] * 100:.2f} cm vs "
                   f"scratch {b['scratch_test_rmse_m'] * 100:.2f} cm; training FLOPs "
                   f"{b['training_flops_scratch_over_composite']:.0f}× fewer for the composite"]
+    if "network_distillation" in summary:
+        lines += network_lines(summary["network_distillation"])
     lines += ["", "energy (estimated unless the method says measured):"]
     lines += [f"  {stage:<34}{j:>9.1f} J {cpu:>7.1f} CPU-s  {method}"
               for stage, j, cpu, method in energy]

@@ -23,13 +23,13 @@ import torch
 import yaml
 
 import registry
+from registry.core.manifest import Manifest, sha256_file, write_manifest
 from registry.cost.energy import track_energy
 from registry.cost.flops import count_module_flops
 from registry.evaluation import compute_metrics
+from registry.mlflow.tracking import MlflowRunHandle, mlflow_run
 from registry.nn.network import NetworkModule
 from registry.nn.weights import save_weights
-from registry.core.manifest import Manifest, sha256_file, write_manifest
-from registry.mlflow.tracking import MlflowRunHandle, mlflow_run
 
 NAME = "drag-net"
 

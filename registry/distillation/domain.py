@@ -27,9 +27,10 @@ was trained:
 say which domain was used and what each structure test did.
 
 Example:
-    >>> domain = recorded_domain({"vx": vx, "vy": vy}, seed=0)
-    >>> domain.kind, domain.n_points, domain.sample(1000, rng)["vx"].shape
-    ('recorded', 400, (1000,))
+    >>> columns = check_points({"vx": vx, "vy": vy}, ["vx", "vy"])   # 400 rows each
+    >>> domain = recorded_domain(columns, ranges_of(columns), seed=0)
+    >>> domain.kind, domain.n_points, domain.held_out_points, domain.sample(1000, rng)["vx"].shape
+    ('recorded', 400, 100, (1000,))
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def _length(rows: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(rows.values()))) if rows else 0
 
 
-def _draw(rows: Mapping[str, np.ndarray], n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _draw(rows: Mapping[str, np.ndarray], n: int,
+          rng: np.random.Generator) -> dict[str, np.ndarray]:
     index = rng.integers(0, _length(rows), n)
     return {name: values[index] for name, values in rows.items()}
 

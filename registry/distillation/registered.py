@@ -69,7 +69,7 @@ def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
                     params={"teacher": teacher.ref, "name": name, "budget_s": budget_s,
                             "tolerance": tolerance},
                     tags={"git_commit": commit}) as run:
-        result = distill(module, inputs={n: (p.unit, p.range)  # type: ignore[misc]
+        result = distill(module, inputs={n: (p.unit, p.range)
                                          for n, p in teacher.inputs.items()},
                          outputs={n: p.unit for n, p in teacher.outputs.items()},
                          budget_s=budget_s, tolerance=tolerance)

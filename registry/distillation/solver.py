@@ -178,8 +178,9 @@ def _translations(p: _Problem, used: list[str],
                   var_units: Mapping[str, str]) -> list[tuple[str, str]]:
     """Same-unit pairs the output depends on only through their difference."""
     if p.where.kind == "box":
-        live = {n: p.ranges[n] for n in used}
-        pairs = translation_pairs(p.teacher, live, var_units, tolerance=p.tolerance,
+        # Every input, not only the used ones: the teacher takes them all (`var_units`
+        # names the ones to pair).
+        pairs = translation_pairs(p.teacher, p.ranges, var_units, tolerance=p.tolerance,
                                   rng=p.rng)
         p.notes["translation_symmetry"] = (f"same-unit pairs shifted by a quarter of their "
                                            f"range: replaced {pairs or 'none'}")

@@ -106,12 +106,13 @@ def translation_pairs_nearby(f: Teacher, base: Mapping[str, np.ndarray],
 def translation_pairs(f: Teacher, ranges: Mapping[str, tuple[float, float]],
                       units: Mapping[str, str], *, tolerance: float,
                       rng: np.random.Generator, n: int = 256) -> list[tuple[str, str]]:
-    """Pairs (a, b) of same-unit inputs with f unchanged when both shift together."""
+    """Pairs (a, b) of same-unit inputs with f unchanged when both shift together. Only
+    the inputs in `units` are paired (`ranges` holds every input the teacher takes)."""
     base = sample(ranges, n, rng)
     y = f(base)
     scale = float(np.std(y)) or 1.0
     pairs, used = [], set()
-    for a, b in itertools.combinations(ranges, 2):
+    for a, b in itertools.combinations([name for name in ranges if name in units], 2):
         if a in used or b in used or units[a] != units[b]:
             continue
         width = min(ranges[a][1] - ranges[a][0], ranges[b][1] - ranges[b][0])
