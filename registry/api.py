@@ -297,8 +297,9 @@ class Registry:
         teacher's recorded test nRMSE (a network is trusted only that far).
 
         With `node`, distils that node of the composite `ref` instead, from the values it
-        saw while the composite ran over its evaluation data and `data` (`.npz` files), into
-        `<out or modules>/<name or composite-node>/`, tolerance default 1e-2.
+        saw while the composite ran over `data` (`.npz` files: its training data), else over
+        its evaluation data, into `<out or modules>/<name or composite-node>/` (tolerance
+        default 1e-2).
         """
         from registry.distillation.registered import (
             distill_part,

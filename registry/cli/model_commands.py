@@ -148,15 +148,16 @@ def distill(
     tolerance: Annotated[float | None, typer.Option(help="Trusted teacher nRMSE.")] = None,
     node: Annotated[str | None, typer.Option(help="Distil this node of the composite REF, "
                                              "from the values it saw.")] = None,
-    data: Annotated[list[Path] | None, typer.Option(
-        help="With --node: more data (.npz) to run the composite over (its inputs; or its "
-             "inputs and states, run through its rates).")] = None,
+    data_files: Annotated[list[Path] | None, typer.Option(
+        "--data", help="With --node: data (.npz) to run the composite over instead of its "
+                       "evaluation data (its inputs; or its inputs and states, run through "
+                       "its rates).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Distil a module (queried as a black box) into an equation module; with --node, a
     node of a composite, from the values it saw while the composite ran over its data."""
     report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance,
-                                 node=node, data=data)
+                                 node=node, data=data_files)
     result = report.result
     data: dict[str, Any] = {"teacher": report.teacher, **result.to_dict()}
     if report.teacher_cost is not None and report.student_cost is not None:

@@ -185,9 +185,12 @@ def _recorded_evaluation(path: Path, sha256: str) -> Any:
 def record_registered_node(resolved: Resolved, net: Any, node: str,
                            data: list[Path] | None = None) -> Recording:
     """Record the node `node` of the registered composite `resolved` (built as `net`) over
-    its evaluation data and any `.npz` in `data`: rows of the composite's inputs run through
-    it (the ODE too); files that also hold every state variable are run through its rates,
-    where a residual trained on rates saw its inputs."""
+    the `.npz` files in `data` (its training data, where the part learned), else over its
+    evaluation data. Rows of the composite's inputs run through it (through the ODE too);
+    files that also hold every state variable run through its rates, at the states a
+    residual trained on rates saw. (Rows an ODE evaluates after a sample's stop event are
+    recorded too: they are calls the part saw, but off the flight; training states avoid
+    them.)"""
     import io
 
     import numpy as np
@@ -200,7 +203,7 @@ def record_registered_node(resolved: Resolved, net: Any, node: str,
     states = [*names, *dynamics.state] if dynamics is not None else None
     arrays: list[tuple[str, dict[str, np.ndarray]]] = []
     evaluation = resolved.manifest.evaluation
-    if evaluation is not None and evaluation.data is not None:
+    if not data and evaluation is not None and evaluation.data is not None:
         with np.load(io.BytesIO(resolved.read(evaluation.data.path)),
                      allow_pickle=False) as loaded:
             arrays.append((resolved.where(evaluation.data.path),
