@@ -80,6 +80,12 @@ def network_lines(n: dict[str, Any]) -> list[str]:
     if m.get("rmse_after") is not None:
         lines.append(f"  meteorites RMSE {m['rmse_before']:.4g} m → {m['rmse_after']:.4g} m "
                      "(no retraining)")
+    drag = n.get("learned_drag_equation")
+    if drag:
+        compared = (n.get("learned_drag") or {}).get("compared_with_drag") or {}
+        lines.append("  drag learned inside training: " + "; ".join(
+            f"{k} = {v}" for k, v in drag.items())
+            + (" (the hand-written law)" if compared.get("equivalent_after_snapping") else ""))
     return lines
 
 
@@ -123,6 +129,7 @@ def main() -> None:
                                "scratch_test_rmse_m": baseball["scratch"]["test"]["rmse"],
                                **baseball["ratios"]}
     network = _load(REPORTS / "network-distillation.json")
+    learned = _load(REPORTS / "learn-drag.json")
     if network:
         summary["network_distillation"] = {
             k: network.get(k) for k in ("residual_equation", "learned_drag_equation",
@@ -130,6 +137,11 @@ def main() -> None:
         summary["network_distillation"].update(
             {"baseball": network.get("baseball"), "meteorites": network.get("meteorites"),
              "swap_accepted": (network.get("swap") or {}).get("accepted")})
+        if learned.get("learned_drag_equation"):
+            summary["network_distillation"]["learned_drag_equation"] = \
+                learned["learned_drag_equation"]
+            summary["network_distillation"]["learned_drag"] = {
+                k: learned.get(k) for k in ("compared_with_drag", "meteorites")}
     (REPORTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     energy = energy_rows(baseball, drag_net, distilled_training)
     (REPORTS / "energy.csv").write_text("stage,energy_j,cpu_s,method\n" + "".join(

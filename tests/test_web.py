@@ -262,7 +262,7 @@ def test_leaderboard_ranks_by_flops_and_by_energy(site):
     assert figures == sorted(figures) and 0 not in figures
     energy = page[page.index('id="by-energy"'):]
     names = re.findall(r'<a href="/modules/([a-z-]+)">', energy)
-    values = [reg.get(n).cost.energy_j_per_sample.value for n in names]  # type: ignore[union-attr]
+    values = [reg.get(n).cost.energy_j_per_sample.value for n in names]
     assert values == sorted(values) and set(names) == set(order)
     assert "est." in energy
 
@@ -276,3 +276,106 @@ def test_pages_load_nothing_from_elsewhere_and_forbid_scripts(site):
     assert external == []
     css = client.get("/static/style.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+# lineage ----------------------------------------------------------------------------
+
+
+def _lineage(page: str) -> str:
+    """The markup of the page's Lineage section."""
+    start = page.index('<section aria-labelledby="lineage">')
+    return page[start:page.index("</section>", start)]
+
+
+@pytest.fixture(scope="module")
+def flight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TestClient]:
+    """A registry with gravity@1.0.1 and drag@1.0.1 and the baseball-flight@1.0.1 composite
+    that pins them, all registered. The composite is committed with the figures its seed
+    manifest records (measuring its ODE again would take minutes)."""
+    repo = make_repo(tmp_path_factory.mktemp("lineage") / "repo", ["gravity", "drag"])
+    modules = repo / "modules"
+    for name in ("gravity", "drag"):
+        _edit(modules / name / "module.yaml", version="1.0.1")
+    shutil.copytree(MODULES / "baseball-flight", modules / "baseball-flight")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "lineage fixtures")
+    reg = registry.open(repo)
+    for name in ("gravity", "drag"):
+        reg.register(modules / name)
+    pending = reg.store.stage(modules / "baseball-flight")
+    assert pending.manifest is not None
+    reg.store.commit(pending, pending.manifest)
+    return repo, TestClient(create_app(repo))
+
+
+def test_lineage_links_a_distilled_module_to_its_teacher(site):
+    _, client = site
+    section = _lineage(client.get("/modules/drag-eq").text)
+    assert '<h2 id="lineage">Lineage</h2>' in section
+    assert ('<a href="/modules/drag-eq?version=1.0.0" aria-current="page">drag-eq@1.0.0</a>'
+            in section)
+    teacher = '<a href="/modules/drag-net?version=1.0.0">drag-net@1.0.0</a>'
+    assert teacher in section
+    # The teacher is nested under the module, as a child entry.
+    assert section.index("<ul>") < section.index(teacher)
+    text = _text(section)
+    assert "drag-eq@1.0.0 equation, distilled" in text
+    assert "distilled from drag-net@1.0.0 network, trained" in text
+    assert "<script" not in section
+
+
+def test_lineage_of_a_hand_written_module_is_just_itself(site):
+    _, client = site
+    section = _lineage(client.get("/modules/gravity", params={"version": "1.0.0"}).text)
+    assert '<a href="/modules/gravity?version=1.0.0" aria-current="page">' in section
+    assert section.count("<li>") == 1
+    assert "hand-written; no parents" in _text(section)
+
+
+def test_lineage_shows_an_unresolvable_parent_as_text_with_its_reason(site):
+    _, client = site
+    section = _lineage(client.get("/modules/baseball-flight").text)
+    assert ('<a href="/modules/baseball-flight?version=workspace" aria-current="page">'
+            in section)
+    # The fixture registers drag 1.0.0 only: the pinned 1.0.1 does not resolve.
+    assert 'href="/modules/drag?version=1.0.1"' not in section
+    text = _text(section)
+    assert re.search(r"parent drag@1\.0\.1 not resolvable: \S", text), text
+
+
+def test_lineage_lists_a_composites_parents_at_their_pinned_versions(flight):
+    _, client = flight
+    page = client.get("/modules/baseball-flight").text
+    section = _lineage(page)
+    assert ('<a href="/modules/baseball-flight?version=1.0.1" aria-current="page">'
+            'baseball-flight@1.0.1</a>' in section)
+    assert '<a href="/modules/drag?version=1.0.1">drag@1.0.1</a>' in section
+    assert '<a href="/modules/gravity?version=1.0.1">gravity@1.0.1</a>' in section
+    text = _text(section)
+    assert "parent drag@1.0.1 equation, hand-written" in text
+    assert "parent gravity@1.0.1 equation, hand-written" in text
+    assert "not resolvable" not in text
+    # The page's other sections are still there.
+    assert 'id="composition"' in page and 'id="provenance"' in page
+
+
+def test_lineage_of_a_module_distilled_from_a_node_of_a_composite(flight):
+    repo, client = flight
+    folder = repo / "modules" / "flight-drag"
+    shutil.copytree(repo / "modules" / "drag", folder)
+    _edit(folder / "module.yaml", name="flight-drag", version="1.0.0",
+          provenance={"source": "distilled",
+                      "distilled_from": "baseball-flight@1.0.1#residual",
+                      "recorded": {"sha256": "ab12" * 16, "rows": 960, "calls": 48}})
+    registry.open(repo).register(folder)
+    section = _lineage(client.get("/modules/flight-drag").text)
+    assert ('<a href="/modules/flight-drag?version=1.0.0" aria-current="page">'
+            'flight-drag@1.0.0</a>' in section)
+    composite = '<a href="/modules/baseball-flight?version=1.0.1">baseball-flight@1.0.1</a>'
+    assert composite in section
+    text = _text(section)
+    assert "distilled from node residual of baseball-flight@1.0.1 composite, composed" in text
+    assert "960 rows recorded in 48 calls, sha256 ab12ab12ab12…" in text
+    # Below the composite: the parents it pins, linked at their versions.
+    assert section.index(composite) < section.index('href="/modules/drag?version=1.0.1"')
+    assert '<a href="/modules/gravity?version=1.0.1">gravity@1.0.1</a>' in section

@@ -3,7 +3,9 @@
     GET /                             registered modules (latest of each) and the working
                                       tree's unregistered ones; filters ?q= (name, summary)
                                       and ?kind=; works without JavaScript
-    GET /modules/{name}               a module's card; ?version=1.0.0 (or ^1, workspace)
+    GET /modules/{name}               a module's card; ?version=1.0.0 (or ^1, workspace),
+                                      with its lineage tree (`Registry.lineage`) as nested
+                                      lists: teachers down to a composite's node, parents
     GET /modules/{name}/pareto.png    a distilled module's Pareto plot (same ?version=)
     GET /leaderboard                  latest versions ranked by FLOPs and by energy per sample
     GET /static/style.css             the one style sheet (no CDN, no fonts, no scripts)
@@ -129,6 +131,7 @@ def module_page(request: Request, name: str, version: str | None = None) -> HTML
         "reference_module": _link(manifest.evaluation.reference.module
                                   if manifest.evaluation and manifest.evaluation.reference
                                   else None),
+        "lineage": reg.lineage(resolved.exact),
     }
     return _page(request, "module.html", **context)
 
@@ -281,4 +284,5 @@ def _measured(figure: Measured | None) -> str:
 
 _env.filters["num"] = _num
 _env.filters["measured"] = _measured
+_env.filters["link"] = _link
 _env.tests["estimate"] = is_estimate
