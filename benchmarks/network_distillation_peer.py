@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import importlib.metadata
 import io
 import json
@@ -125,6 +126,25 @@ def rounded(expr: sympy.Expr, digits: int = 4) -> sympy.Expr:
                           for a in expr.atoms(sympy.Float)})
 
 
+def keep_freed_memory() -> str | None:
+    """Ask glibc to keep freed memory instead of returning it to the kernel at once.
+
+    `auto_symbolic` sweeps a (rows × 101 × 101) grid per candidate function per edge: about
+    80 MB tensors, hundreds of times. glibc maps each afresh (above its 32 MB dynamic
+    ceiling) and unmaps it on free, so most of the time goes to page faults in the kernel
+    (measured here: 124 s of auto_symbolic against 26 s with this; same results). Returns
+    what was set, None where this is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return None
+    return "glibc mallopt: M_MMAP_THRESHOLD = M_TRIM_THRESHOLD = 1 GiB" if ok else None
+
+
 @contextlib.contextmanager
 def float64() -> Iterator[None]:
     """pykan's tutorials run in float64 (`torch.set_default_dtype(torch.float64)`)."""
@@ -159,6 +179,13 @@ def run_pykan(output: str, train: Mapping[str, np.ndarray], test: Mapping[str, n
         with torch.no_grad():
             return model(dataset["test_input"]).numpy()[:, 0] * y_std + y_mean
 
+    def formula(model: Any) -> sympy.Expr:
+        formulas, _ = model.symbolic_formula(
+            var=[symbol(n) for n in names], normalizer=[mean.tolist(), std.tolist()],
+            output_normalizer=[[y_mean], [y_std]])
+        expr = formulas[0]  # pykan's own sympy tree (a bare number when every edge is pruned)
+        return expr if isinstance(expr, sympy.Basic) else sympy.Float(float(expr))
+
     log = io.StringIO()
     result: dict[str, Any] = {}
     start = time.perf_counter()
@@ -172,23 +199,30 @@ def run_pykan(output: str, train: Mapping[str, np.ndarray], test: Mapping[str, n
         result["spline_nrmse"] = nrmse(predict(model), test[output])
         result["pruned_width"] = [w[0] if isinstance(w, list) else w for w in model.width]
         model.auto_symbolic()  # the default library (kan.utils.SYMBOLIC_LIB)
-        model.fit(dataset, opt="LBFGS", steps=steps)
-        result["symbolic_kan_nrmse"] = nrmse(predict(model), test[output])
-        formulas, _ = model.symbolic_formula(
-            var=[symbol(n) for n in names], normalizer=[mean.tolist(), std.tolist()],
-            output_normalizer=[[y_mean], [y_std]])
-    result["seconds"] = round(time.perf_counter() - start, 2)
-    expr = formulas[0]  # pykan's own sympy tree (a bare float when every edge was pruned)
-    expr = expr if isinstance(expr, sympy.Basic) else sympy.Float(float(expr))
+        symbolic = formula(model)
+        # The tutorials' last step: fit the affine constants of the symbolic edges. Without
+        # grid updates: the edges are no splines now (and a NaN there fails the grid's lstsq).
+        refit = model.fit(dataset, opt="LBFGS", steps=steps, update_grid=False)
+        refit_ok = bool(np.isfinite(refit["train_loss"][-1])) and all(
+            bool(torch.isfinite(p).all()) for p in model.parameters())
+        refitted = formula(model) if refit_ok else None
+    seconds = round(time.perf_counter() - start, 2)
+    expr = refitted if refitted is not None else symbolic
     predicted = evaluate(expr, test)
-    result.update(as_text(expr))
-    result["formula_4_digits"] = str(rounded(expr))
-    result["nrmse"] = nrmse(predicted, test[output])
-    result["non_finite_rows"] = int((~np.isfinite(predicted)).sum())
-    result["units"] = units_of(expr, output)
-    result["auto_symbolic"] = [line.strip() for line in log.getvalue().splitlines()
-                               if line.startswith("fixing")]
-    return result
+    return {
+        **as_text(expr),
+        "formula_4_digits": str(rounded(expr)),
+        "nrmse": nrmse(predicted, test[output]),
+        "seconds": seconds,
+        "units": units_of(expr, output),
+        "non_finite_rows": int((~np.isfinite(predicted)).sum()),
+        "refit": ("kept: the constants after the last fit" if refitted is not None else
+                  "dropped: the last fit went non-finite; the formula as auto_symbolic left it"),
+        "nrmse_before_refit": nrmse(evaluate(symbolic, test), test[output]),
+        **result,  # the spline KAN's and the symbolic KAN's own held-out nRMSE, pruned width
+        "auto_symbolic": [line.strip() for line in log.getvalue().splitlines()
+                          if line.startswith("fixing")],
+    }
 
 
 def load_ours(path: Path) -> dict[str, Any]:
@@ -228,7 +262,14 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=5, help="KAN hidden width")
     parser.add_argument("--held-out", type=float, default=0.25,
                         help="fraction of the recorded rows held out for scoring")
-    parser.add_argument("--max-train", type=int, default=3000, help="training rows at most")
+    parser.add_argument("--max-train", type=int, default=1000,
+                        help="training rows at most (pykan's create_dataset default: 1000; "
+                             "auto_symbolic sweeps (rows × 101 × 101) grids per edge)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (one: LBFGS on a small KAN gains nothing from more, "
+                             "and a busy machine makes more much slower)")
+    parser.add_argument("--plain-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (auto_symbolic ~5x slower)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if not 1 <= args.steps <= MAX_STEPS:
@@ -238,6 +279,8 @@ def main() -> None:
     version("pykan") or sys.exit("pykan is not installed: pip install -c constraints.txt pykan "
                                  "(the `bench` extra)")
 
+    torch.set_num_threads(args.threads)
+    allocator = None if args.plain_malloc else keep_freed_memory()
     columns = load_recording(args.recorded)
     rows = len(columns["vx"])
     order = np.random.default_rng(args.seed).permutation(rows)
@@ -284,7 +327,8 @@ def main() -> None:
                          f"fit(opt='LBFGS', steps={args.steps}, lamb=0.001)", "prune()",
                          f"fit(opt='LBFGS', steps={args.steps})",
                          "auto_symbolic() with its default library",
-                         f"fit(opt='LBFGS', steps={args.steps})",
+                         f"fit(opt='LBFGS', steps={args.steps}, update_grid=False), kept "
+                         "unless it goes non-finite",
                          "symbolic_formula(var, normalizer, output_normalizer)"],
             "units_note": "pykan knows no units: its affine constants (inside sin, exp, "
                           "powers, and added to terms) carry none, so its formula is checked "
@@ -304,6 +348,8 @@ def main() -> None:
                      "sympy": sympy.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
         "hardware": describe_hardware(),
+        "torch_threads": torch.get_num_threads(),
+        "allocator": allocator or "as it is (glibc defaults)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=_json) + "\n", encoding="utf-8")
