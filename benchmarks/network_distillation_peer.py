@@ -9,8 +9,10 @@ networks) is given the same rows and its own documented workflow, per output:
     KAN(width=[3, 5, 1], grid=3, k=3) → fit (LBFGS, lamb=0.001) → prune → fit
     → auto_symbolic() (its default library) → fit → symbolic_formula()
 
-on standardised inputs and output (`symbolic_formula`'s `normalizer` and
-`output_normalizer` turn the formula back into the raw variables). Both
+in float64 on standardised inputs and output (`symbolic_formula`'s `normalizer`
+and `output_normalizer` turn the formula back into the raw variables); the last
+fit (the tutorials' tuning of the symbolic constants) runs without grid updates
+and is dropped if it goes non-finite. Both
 formulas are scored on the same held-out recorded rows (nRMSE = RMSE / std of
 the recorded output), and checked for dimensional consistency with the
 registry's unit checker. pykan knows no units, so its constants carry none.
@@ -21,7 +23,11 @@ registry's unit checker. pykan knows no units, so its constants carry none.
 
 Writes `benchmarks/results-network-distillation-peer.json`. Needs the `bench`
 extra (`pip install -c constraints.txt pykan`). pykan checkpoints every step of
-its workflow; here it writes them under a temporary directory, never the cwd.
+its workflow (`./model/` by default); here it writes them under a temporary
+directory, never the cwd. One torch thread; glibc is asked to keep freed memory
+(`--plain-malloc` not to), else auto_symbolic's big temporaries cost ~5x in page
+faults. pykan's result is not bit-reproducible run to run even with one seed
+(`--repeats N` lists N runs). About 2 minutes per run on 2 cores.
 """
 
 from __future__ import annotations
@@ -132,7 +138,7 @@ def keep_freed_memory() -> str | None:
     `auto_symbolic` sweeps a (rows × 101 × 101) grid per candidate function per edge: about
     80 MB tensors, hundreds of times. glibc maps each afresh (above its 32 MB dynamic
     ceiling) and unmaps it on free, so most of the time goes to page faults in the kernel
-    (measured here: 124 s of auto_symbolic against 26 s with this; same results). Returns
+    (measured here: 124 s of auto_symbolic against 26 s with this). Returns
     what was set, None where this is not glibc."""
     if not sys.platform.startswith("linux"):
         return None
@@ -206,6 +212,7 @@ def run_pykan(output: str, train: Mapping[str, np.ndarray], test: Mapping[str, n
         refit_ok = bool(np.isfinite(refit["train_loss"][-1])) and all(
             bool(torch.isfinite(p).all()) for p in model.parameters())
         refitted = formula(model) if refit_ok else None
+        result["symbolic_kan_nrmse"] = nrmse(predict(model), test[output])
     seconds = round(time.perf_counter() - start, 2)
     expr = refitted if refitted is not None else symbolic
     predicted = evaluate(expr, test)
@@ -268,12 +275,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (one: LBFGS on a small KAN gains nothing from more, "
                              "and a busy machine makes more much slower)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="pykan runs per output, same seed and rows (its fits are not "
+                             "bit-reproducible: the first is reported, all are listed)")
     parser.add_argument("--plain-malloc", action="store_true",
                         help="leave glibc's allocator as it is (auto_symbolic ~5x slower)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if not 1 <= args.steps <= MAX_STEPS:
         parser.error(f"--steps must be in 1..{MAX_STEPS}")
+    if not 1 <= args.repeats <= 5:
+        parser.error("--repeats must be in 1..5")
     if not 0.0 < args.held_out < 1.0:
         parser.error("--held-out must be between 0 and 1")
     version("pykan") or sys.exit("pykan is not installed: pip install -c constraints.txt pykan "
@@ -294,12 +306,24 @@ def main() -> None:
     outputs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="pykan-") as workdir:
         for output in OUTPUTS:
-            print(f"pykan on {output} ...", file=sys.stderr, flush=True)
-            try:
-                peer = run_pykan(output, train, test, hidden=args.hidden, steps=args.steps,
-                                 seed=args.seed, workdir=Path(workdir))
-            except Exception as exc:  # report the peer's failure, not crash the comparison
-                peer = {"error": f"{type(exc).__name__}: {exc}"}
+            runs = []
+            for repeat in range(args.repeats):
+                print(f"pykan on {output}, run {repeat + 1} of {args.repeats} ...",
+                      file=sys.stderr, flush=True)
+                try:
+                    runs.append(run_pykan(output, train, test, hidden=args.hidden,
+                                          steps=args.steps, seed=args.seed,
+                                          workdir=Path(workdir) / f"{output}-{repeat}"))
+                except Exception as exc:  # report the peer's failure, not crash the comparison
+                    runs.append({"error": f"{type(exc).__name__}: {exc}"})
+            peer = runs[0]
+            if args.repeats > 1:  # the same seed and rows each time
+                scores = [r["nrmse"] for r in runs if r.get("nrmse") is not None]
+                peer = {**peer, "repeats": [
+                    {k: r.get(k) for k in ("formula", "nrmse", "seconds", "in_grammar", "error")
+                     if k in r} | {"units_consistent": (r.get("units") or {}).get("consistent")}
+                    for r in runs],
+                    "nrmse_range": [min(scores), max(scores)] if scores else None}
             entry: dict[str, Any] = {"pykan": peer}
             if "equations" in ours and output in ours["equations"]:
                 expr = ours["equations"][output]["expr"]
@@ -310,7 +334,9 @@ def main() -> None:
                 entry["ours"] = {"error": ours.get("error", f"no equation for {output}")}
             law = parse_expression(TRUE_LAW[output], names=list(INPUTS))
             entry["true_law"] = {"formula": TRUE_LAW[output],
-                                 "nrmse": nrmse(evaluate(law, test), test[output])}
+                                 "nrmse": nrmse(evaluate(law, test), test[output]),
+                                 "note": "the law itself against the recorded node: the "
+                                         "node's own error, a floor for any formula"}
             outputs[output] = entry
     written = sorted(set(os.listdir(".")) - before)
 
@@ -333,6 +359,11 @@ def main() -> None:
             "units_note": "pykan knows no units: its affine constants (inside sin, exp, "
                           "powers, and added to terms) carry none, so its formula is checked "
                           "here as written, with vx, vy in m/s and k in 1/m",
+            "reproducibility_note": "same seed, same rows, yet not bit-reproducible run to run: "
+                                    "torch.linalg.lstsq (MKL) in pykan's grid updates differs "
+                                    "in the last bits between runs, and LBFGS, prune and "
+                                    "auto_symbolic's choice of functions amplify that (see "
+                                    "--repeats)",
             "grammar_note": "a formula outside the registry's expression grammar (sign, "
                             "atanh, or over its size limits) could not become a registry module",
             "files_written_to_cwd": written,
@@ -342,8 +373,10 @@ def main() -> None:
             "note": "our distiller ran on the whole recording, of which recorded.npz is a "
                     "sample: the held-out rows are held out from pykan only"},
         "outputs": outputs,
+        # the reported (first) run of each output
         "pykan_seconds_all_outputs": round(sum(o["pykan"].get("seconds", 0.0)
                                                for o in outputs.values()), 2),
+        "repeats": args.repeats,
         "versions": {"pykan": version("pykan"), "torch": torch.__version__,
                      "sympy": sympy.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
@@ -355,10 +388,12 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2, default=_json) + "\n", encoding="utf-8")
     for output, entry in outputs.items():
         peer, mine = entry["pykan"], entry["ours"]
+        spread = (f", nRMSE over {args.repeats} runs {peer['nrmse_range']}"
+                  if peer.get("nrmse_range") else "")
         print(f"{output}: pykan {peer.get('formula', peer.get('error'))}\n"
               f"      nRMSE {_fmt(peer.get('nrmse'))} in {peer.get('seconds')} s, units "
               f"{(peer.get('units') or {}).get('consistent')}, in grammar "
-              f"{peer.get('in_grammar')}\n"
+              f"{peer.get('in_grammar')}{spread}\n"
               f"   ours {mine.get('formula', mine.get('error'))}\n"
               f"      nRMSE {_fmt(mine.get('nrmse'))}, units "
               f"{(mine.get('units') or {}).get('consistent')}")
