@@ -35,10 +35,10 @@ import numpy as np
 import sympy
 import torch
 
+from registry.core.expr import parse_expression
 from registry.distillation import distill
 from registry.distillation.snapping import snap_constants
 from registry.errors import RegistryError
-from registry.core.expr import parse_expression
 from registry.nn.equation import compile_expression
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "feynman"

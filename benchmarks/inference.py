@@ -23,12 +23,12 @@ from typing import Any
 import torch
 
 import registry
+from registry.core.manifest import Sample
 from registry.cost.energy import track_energy
 from registry.cost.flops import count_module_flops
 from registry.cost.latency import describe_hardware, time_calls
 from registry.evaluation import sample_inputs
 from registry.nn.fuse import fuse
-from registry.core.manifest import Sample
 
 
 def measure(call: Any, batch: int) -> dict[str, float]:
