@@ -147,11 +147,12 @@ def main() -> None:
     (REPORTS / "energy.csv").write_text("stage,energy_j,cpu_s,method\n" + "".join(
         f"{stage},{j:.4g},{cpu:.4g},{method}\n" for stage, j, cpu, method in energy))
 
+    width = max([16, *(len(m["name"]) + 1 for m in mods)])
     lines = ["", "== registry pipeline report ==", "",
-             f"{'module':<16}{'version':<9}{'kind':<11}{'r2':>10}{'nRMSE':>11}"
+             f"{'module':<{width}}{'version':<9}{'kind':<11}{'r2':>10}{'nRMSE':>11}"
              f"{'FLOPs':>10}{'J/sample':>11}  energy method"]
     for m in mods:
-        lines.append(f"{m['name']:<16}{m['version']:<9}{m['kind']:<11}"
+        lines.append(f"{m['name']:<{width}}{m['version']:<9}{m['kind']:<11}"
                      f"{_num(m['r2'], '.6f'):>10}{_num(m['nrmse'], '.3g'):>11}"
                      f"{_num(m['flops_per_sample'], 'd'):>10}"
                      f"{_num(m['energy_j_per_sample'], '.3g'):>11}  {m['energy_method'] or ''}")
