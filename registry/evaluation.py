@@ -6,7 +6,10 @@ another module, on `sample.n` points drawn uniformly from the input ranges with
 `sample.seed`.
 
 Metrics (the worst over outputs): `rmse`, `nrmse` (rmse / std of the truth),
-`r2`, `max_rel_error` (max |error| / max |truth|).
+`r2`, `max_rel_error` (max |error| / max |truth|). A module whose output is not
+finite at any evaluation point is an error naming the output and the share of
+points (a NaN is not an error of 0); `compute_metrics` gives NaN metrics, which
+no budget passes, when any error is not finite.
 
 Example:
     >>> evaluate(resolved, module=gravity, load=loader.load)
@@ -51,6 +54,8 @@ def compute_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float
     for j in range(truth.shape[1]):
         y, p = truth[:, j].astype(np.float64), predicted[:, j].astype(np.float64)
         err = p - y
+        if not np.isfinite(err).all():  # NaN is no error of 0: `max(0.0, nan)` is 0.0
+            return {k: float("nan") for k in worst}
         rmse = float(np.sqrt(np.mean(err**2)))
         spread = float(np.std(y))
         total = float(np.sum((y - y.mean()) ** 2))
@@ -83,6 +88,13 @@ def evaluate(resolved: Resolved, *, module: torch.nn.Module,
         truth = _reference_truth(manifest, evaluation.reference, x, where=where, load=load)
     with torch.no_grad():
         predicted = module(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    predicted = predicted.reshape(len(x), len(outputs))
+    for j, name in enumerate(outputs):
+        bad = int((~np.isfinite(predicted[:, j])).sum())
+        if bad:
+            raise ManifestError(f"{where}: output `{name}` is not finite (NaN or inf) at "
+                                f"{bad / len(x):.1%} of the {len(x)} evaluation points; fix the "
+                                "equation, its constants or the declared input ranges")
     return compute_metrics(predicted, truth.reshape(len(x), len(outputs)))
 
 

@@ -33,11 +33,11 @@ _REFERENCE = re.compile(
 _PART = re.compile(rf"^(?P<ref>{_NAME}@[^#@\s]+)#(?P<part>[A-Za-z_][A-Za-z0-9_.]{{0,200}})$",
                    re.ASCII)
 _VERSION = re.compile(
-    r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"^v?(?P<major>0|[1-9][0-9]*)\.(?P<minor>0|[1-9][0-9]*)\.(?P<patch>0|[1-9][0-9]*)"
     r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$"
 )
 _PARTIAL = re.compile(
-    r"^(?P<op>[\^~])?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?$"
+    r"^(?P<op>[\^~])?(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?(?:\.(0|[1-9][0-9]*))?$"
 )
 
 

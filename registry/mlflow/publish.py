@@ -63,7 +63,7 @@ from registry.mlflow.pyfunc import RegistryModel
 mlflow.models.set_model(RegistryModel())
 '''
 _REMOTE_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")
-_RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
+_RESERVED_ALIAS = re.compile(r"^(latest|[vV][0-9]+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
