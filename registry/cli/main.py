@@ -60,6 +60,15 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def _print_fields(data: dict[str, Any], as_json: bool, *, fmt: str = "") -> None:
+    """`data` as JSON, or as `key: value` lines (values formatted with `fmt`)."""
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key}: {value:{fmt}}")
+
+
 def _table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

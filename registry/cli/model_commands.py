@@ -10,6 +10,7 @@ import typer
 
 from registry.cli.main import (
     JsonFlag,
+    _print_fields,
     _print_json,
     _registry,
     _table,
@@ -131,11 +132,7 @@ def train(
                                             training=trained.training_cost(),
                                             mlflow_run_id=trained.run_id)
         report["registered"] = registered.tag
-    if as_json:
-        _print_json(report)
-        return
-    for key, value in report.items():
-        typer.echo(f"{key}: {value}")
+    _print_fields(report, as_json)
 
 
 @app.command()

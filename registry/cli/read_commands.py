@@ -9,6 +9,7 @@ import typer
 from registry.cli.main import (
     JsonFlag,
     RemoteOption,
+    _print_fields,
     _print_json,
     _registry,
     _registry_or_remote,
@@ -72,11 +73,7 @@ def load(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> No
     }
     if hasattr(module, "sympy"):
         summary["equations"] = {k: str(v) for k, v in module.sympy().items()}
-    if as_json:
-        _print_json(summary)
-        return
-    for key, value in summary.items():
-        typer.echo(f"{key}: {value}")
+    _print_fields(summary, as_json)
 
 
 @app.command()
@@ -104,11 +101,7 @@ def cost(ref: str, as_json: JsonFlag = False) -> None:
 def evaluate(ref: str, as_json: JsonFlag = False) -> None:
     """Recompute a module's accuracy from its `evaluation` section."""
     metrics = _registry().evaluate(ref)
-    if as_json:
-        _print_json(metrics)
-        return
-    for key, value in metrics.items():
-        typer.echo(f"{key}: {value:.6g}")
+    _print_fields(metrics, as_json, fmt=".6g")
 
 
 @app.command()

@@ -54,7 +54,6 @@ def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
                        commit: str | None, budget_s: float = 60.0, name: str | None = None,
                        out: Path | None = None, tolerance: float | None = None) -> DistillReport:
     """Distil the built teacher `module` of `resolved` into an equation module."""
-    from registry.cost.measure import measure_cost
     from registry.distillation import distill
     from registry.mlflow.tracking import mlflow_run
 
@@ -85,27 +84,40 @@ def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
         manifest = result.manifest(name, distilled_from=teacher.ref,
                                    summary=f"Equation distilled from {teacher.ref}")
         manifest.provenance.mlflow = MlflowRun(run_id=run.run_id, experiment=run.experiment)
-        from registry.core.semantics import validate_equations
-        from registry.nn.equation import EquationModule
-
-        student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
-                                 inputs=list(manifest.inputs))
-        student_cost = measure_cost(student, manifest)
-        teacher_cost = measure_cost(module, teacher)
-        run.log_metrics({"student_flops_per_sample": student_cost.flops.forward,
-                         "teacher_flops_per_sample": teacher_cost.flops.forward})
+        teacher_cost, student_cost = _costs(manifest, module, teacher, run)
     folder = None
     if out is not None:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        write_manifest(manifest, folder / MANIFEST_FILE)
-        result.plot(folder / "pareto.png")
-        summary: dict[str, Any] = {**result.to_dict(), "teacher": teacher.ref,
-                                   "tolerance": tolerance,
-                                   "teacher_cost": teacher_cost.to_dict(),
-                                   "student_cost": student_cost.to_dict()}
-        (folder / "distill.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        _write_folder(folder, manifest, result, {"teacher": teacher.ref, "tolerance": tolerance},
+                      teacher_cost, student_cost)
     return DistillReport(result, teacher.ref, folder, teacher_cost, student_cost, tolerance)
+
+
+def _costs(manifest: Any, teacher: PortModule, teacher_manifest: Any,
+           run: Any) -> tuple[ModuleCost, ModuleCost]:
+    """The teacher's and the distilled equation's cost, measured side by side and logged."""
+    from registry.core.semantics import validate_equations
+    from registry.cost.measure import measure_cost
+    from registry.nn.equation import EquationModule
+
+    student = EquationModule(validate_equations(manifest, source=f"{manifest.name} (distilled)"),
+                             inputs=list(manifest.inputs))
+    student_cost = measure_cost(student, manifest)
+    teacher_cost = measure_cost(teacher, teacher_manifest)
+    run.log_metrics({"student_flops_per_sample": student_cost.flops.forward,
+                     "teacher_flops_per_sample": teacher_cost.flops.forward})
+    return teacher_cost, student_cost
+
+
+def _write_folder(folder: Path, manifest: Any, result: Any, details: dict[str, Any],
+                  teacher_cost: ModuleCost, student_cost: ModuleCost) -> None:
+    """module.yaml, pareto.png and distill.json (the result, `details`, both costs)."""
+    write_manifest(manifest, folder / MANIFEST_FILE)
+    result.plot(folder / "pareto.png")
+    summary = {**result.to_dict(), **details, "teacher_cost": teacher_cost.to_dict(),
+               "student_cost": student_cost.to_dict()}
+    (folder / "distill.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 EVALUATION_ROWS = 4096  # recorded rows kept in the module folder as its evaluation data
@@ -122,7 +134,6 @@ def distill_part(recording: Recording, part: PortModule, *, distilled_from: str,
 
     from registry.core.integrity import sha256_file
     from registry.core.manifest import Recorded
-    from registry.cost.measure import measure_cost
     from registry.distillation import distill
     from registry.mlflow.tracking import mlflow_run
 
@@ -155,24 +166,11 @@ def distill_part(recording: Recording, part: PortModule, *, distilled_from: str,
         manifest.provenance.mlflow = MlflowRun(run_id=run.run_id, experiment=run.experiment)
         manifest = manifest.model_copy(update={"evaluation": _recorded_evaluation(
             folder / RECORDED_FILE, sha256_file(folder / RECORDED_FILE))})
-        from registry.core.semantics import validate_equations
-        from registry.nn.equation import EquationModule
-
-        student = EquationModule(validate_equations(manifest, source=f"{name} (distilled)"),
-                                 inputs=list(manifest.inputs))
-        student_cost = measure_cost(student, manifest)
-        part_cost = measure_cost(part, manifest)
-        run.log_metrics({"student_flops_per_sample": student_cost.flops.forward,
-                         "teacher_flops_per_sample": part_cost.flops.forward})
-    write_manifest(manifest, folder / MANIFEST_FILE)
-    result.plot(folder / "pareto.png")
-    summary: dict[str, Any] = {**result.to_dict(), "teacher": distilled_from,
-                               "tolerance": tolerance, "recorded_sha256": recording.sha256,
-                               "recorded_rows": len(recording.x),
-                               "recorded_calls": recording.calls,
-                               "teacher_cost": part_cost.to_dict(),
-                               "student_cost": student_cost.to_dict()}
-    (folder / "distill.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        part_cost, student_cost = _costs(manifest, part, manifest, run)
+    _write_folder(folder, manifest, result,
+                  {"teacher": distilled_from, "tolerance": tolerance,
+                   "recorded_sha256": recording.sha256, "recorded_rows": len(recording.x),
+                   "recorded_calls": recording.calls}, part_cost, student_cost)
     return DistillReport(result, distilled_from, folder, part_cost, student_cost, tolerance)
 
 
