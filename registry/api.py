@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from registry.mlflow.publish import PublishResult
     from registry.nn.ports import PortModule
     from registry.store.local import LocalStore
+    from registry.store.recovery import Finding
 
 __all__ = ["Registry", "SearchResult", "open", "schema"]
 
@@ -107,8 +108,7 @@ class Registry:
     def compose(self, spec: ComposeSpec | str | Path, *,
                 replace: Mapping[str, str] | None = None) -> ComposedModule:
         """Build the network a compose spec (a file, or a `ComposeSpec`) describes; `replace`
-        swaps nodes for module references (`{"residual": "lift@^1"}`), unchecked: `swap`
-        checks a registered composite's swap end to end."""
+        swaps nodes for modules (`{"residual": "lift@^1"}`), unchecked (`swap` checks)."""
         if replace:
             from registry.composition.spec import load_spec
             from registry.composition.swap import replace_nodes
@@ -335,6 +335,11 @@ class Registry:
         """Recreate version tags missing from this clone from the registration commits."""
         return self._local("restore-tags").restore_tags()
 
+    def doctor(self, *, repair: bool = False) -> tuple[builtins.list[Finding],
+                                                       builtins.list[str]]:
+        """(findings, actions): what interrupted registrations left, and with `repair` fixed."""
+        return self._local("doctor").doctor(repair=repair)
+
     def new(self, name: str, *, kind: str = "equation") -> Path:
         """Create `modules/<name>/` with a valid starting manifest of `kind`."""
         from registry.scaffold import write_template
@@ -370,9 +375,8 @@ def open(path: str | Path | None = None, *, token: str | None = None,
          cache_dir: str | Path | None = None, timeout: float = 30.0) -> Registry:
     """The registry at `path`: a server URL, a published model's bundle, or a repository.
 
-    Without `path`: `REGISTRY_URL` when set, else the repository around
-    `REGISTRY_ROOT` (default: the cwd). `token`, `cache_dir` and `timeout` are
-    for a server.
+    Without `path`: `REGISTRY_URL` when set, else the repository around `REGISTRY_ROOT`
+    (default: the cwd). `token`, `cache_dir` and `timeout` are for a server.
     """
     if path is None:
         path = os.environ.get("REGISTRY_URL") or os.environ.get("REGISTRY_ROOT", ".")

@@ -1,9 +1,12 @@
 """Accuracy of a module against its `evaluation` section, reproducibly.
 
 The truth is either a data file (`.npz` with one array per port name, sha256
-checked, never unpickled) or a reference: an equation evaluated in float64, or
-another module, on `sample.n` points drawn uniformly from the input ranges with
-`sample.seed`.
+checked, never unpickled, its headers checked against `MAX_ARRAY_BYTES` before
+an array is loaded: `registry.core.arrays`) or a reference: an equation
+evaluated in float64, or another module, on `sample.n` points drawn uniformly
+from the input ranges with `sample.seed` (bounded when the manifest is
+validated: `MAX_EVALUATION_FLOATS`). Modules run on `EVALUATION_BATCH` rows at
+a time, so their activations stay small however many points there are.
 
 Metrics (the worst over outputs): `rmse`, `nrmse` (rmse / std of the truth),
 `r2`, `max_rel_error` (max |error| / max |truth|). A module whose output is not
@@ -18,12 +21,12 @@ Example:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from registry.core.arrays import open_npz
 from registry.core.integrity import verify
 from registry.core.manifest import Manifest, Sample
 from registry.errors import ManifestError
@@ -33,7 +36,9 @@ if TYPE_CHECKING:
 
     from registry.store.base import Resolved
 
-__all__ = ["compute_metrics", "evaluate", "sample_inputs"]
+__all__ = ["EVALUATION_BATCH", "compute_metrics", "evaluate", "sample_inputs"]
+
+EVALUATION_BATCH = 8192  # rows per forward pass: 128 MiB of float32 at the widest layer
 
 
 def sample_inputs(manifest: Manifest, sample: Sample, *, where: str) -> np.ndarray:
@@ -86,9 +91,7 @@ def evaluate(resolved: Resolved, *, module: torch.nn.Module,
         assert evaluation.reference is not None
         x = sample_inputs(manifest, evaluation.sample or Sample(), where=where)
         truth = _reference_truth(manifest, evaluation.reference, x, where=where, load=load)
-    with torch.no_grad():
-        predicted = module(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
-    predicted = predicted.reshape(len(x), len(outputs))
+    predicted = _run(module, x, torch.float32).reshape(len(x), len(outputs))
     for j, name in enumerate(outputs):
         bad = int((~np.isfinite(predicted[:, j])).sum())
         if bad:
@@ -102,7 +105,7 @@ def _read_data(resolved: Resolved, path: str, sha256: str) -> tuple[np.ndarray, 
     manifest = resolved.manifest
     data = verify(resolved.read(path), sha256, where=resolved.where(path),
                   field="evaluation.data")
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+    with open_npz(data, where=resolved.where(path)) as arrays:
         missing = [n for n in [*manifest.inputs, *manifest.outputs] if n not in arrays]
         if missing:
             raise ManifestError(f"{resolved.where(path)}: arrays {missing} are missing; the file "
@@ -134,5 +137,16 @@ def _reference_truth(manifest: Manifest, reference: object, x: np.ndarray, *, wh
                                       dtype=torch.float64)
     else:
         truth_module = load(str(getattr(reference, "module", ""))).double()
+    return _run(truth_module, x, torch.float64)
+
+
+def _run(module: torch.nn.Module, x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """`module` over the rows of `x`, `EVALUATION_BATCH` rows at a time, as float64."""
+    import torch
+
+    parts = []
     with torch.no_grad():
-        return truth_module(torch.as_tensor(x, dtype=torch.float64)).double().numpy()
+        for start in range(0, max(len(x), 1), EVALUATION_BATCH):
+            rows = torch.as_tensor(x[start:start + EVALUATION_BATCH], dtype=dtype)
+            parts.append(module(rows).double().numpy())
+    return np.concatenate(parts)

@@ -73,13 +73,11 @@ class Loader:
         manifest = resolved.manifest
         if manifest.kind != "composite":
             return build_module(resolved)
-        import yaml
-
-        from registry.composition.spec import parse_spec
+        from registry.composition.spec import read_spec
 
         assert manifest.composition is not None
         where = resolved.where(manifest.composition.spec)
-        spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)), source=where)
+        spec = read_spec(resolved.read(manifest.composition.spec), source=where)
         weights = manifest.composition.weights
         blob = None if weights is None else (resolved.read(weights.path), weights.sha256,
                                              resolved.where(weights.path))

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -282,7 +283,9 @@ def test_missing_file_is_404(c: TestClient) -> None:
 def test_workspace_symlinks_are_not_followed(repo: Path) -> None:
     (repo / "modules" / "drag-net" / "passwd").symlink_to("/etc/passwd")
     with client(repo) as c:
-        assert_error(c.get("/api/v1/modules/drag-net@workspace/files/passwd"), 404, "not_found")
+        body = assert_error(c.get("/api/v1/modules/drag-net@workspace/files/passwd"), 422,
+                            "manifest_error")
+    assert "passwd: is a symbolic link" in body["message"] and "root:" not in body["message"]
 
 
 # cost ------------------------------------------------------------------------
@@ -336,10 +339,21 @@ def test_upload_archive_of_the_folder_contents_and_as_files(server_repo: Path,
     with client(server_repo) as c:
         flat = targz(source / "drag", arcname=".")
         assert upload(c, flat).status_code == 201
+        head = git(server_repo, "rev-parse", "HEAD")
         again = upload(c, flat)
-        # the registered manifest was filled in (cost, provenance), so the raw one differs
-        assert_error(again, 409, "version_conflict")
-        assert str(server_repo) not in again.json()["message"]
+        # the registered manifest was filled in (cost, provenance), but the declared content
+        # is the same: a retry is the documented no-op, and the working tree is left clean
+        assert again.status_code == 200, again.text
+        assert again.json()["created"] is False and again.json()["tag"] == "drag@v1.0.0"
+        assert git(server_repo, "rev-parse", "HEAD") == head
+        assert git(server_repo, "status", "--porcelain") == ""
+        changed = _manifest(source, "drag", summary="the same version, other content")
+        conflict = c.post("/api/v1/modules", headers=AUTH, files=[
+            ("files", ("module.yaml", changed)),
+            *[("files", (p.name, p.read_bytes())) for p in sorted((source / "drag").iterdir())
+              if p.is_file() and p.name != "module.yaml"]])
+        assert_error(conflict, 409, "version_conflict")
+        assert str(server_repo) not in conflict.json()["message"]
         files = [("files", (p.relative_to(source / "drag-net").as_posix(), p.read_bytes()))
                  for p in sorted((source / "drag-net").rglob("*")) if p.is_file()]
         response = c.post("/api/v1/modules", files=files, headers=AUTH)
@@ -538,6 +552,8 @@ def test_error_shapes(served: tuple[Path, TestClient], server_repo: Path,
     assert_error(c.delete("/api/v1/health"), 405, "method_not_allowed")
     with client(server_repo) as writer:
         assert upload(writer, targz(source / "drag")).status_code == 201
+        (source / "drag" / "module.yaml").write_bytes(
+            _manifest(source, "drag", summary="the same version, other content"))
         assert_error(upload(writer, targz(source / "drag")), 409, "version_conflict")
 
 
@@ -596,6 +612,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _wait_healthy(proc: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)
+
+
 def test_serve_with_two_workers(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", ["gravity"])
     shutil.copytree(MODULES / "drag", root / "modules" / "drag")
@@ -610,16 +639,7 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        _wait_healthy(proc, base)
 
         def health(_: int) -> dict[str, Any]:
             response = httpx.get(f"{base}/health", timeout=10)
@@ -650,6 +670,53 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_sigterm_stops_the_server_with_a_request_in_flight(tmp_path: Path) -> None:
+    """Issue 13, finding 11: an upload queued on the registration lock kept a served
+    process alive after SIGTERM until it was killed."""
+    from filelock import FileLock
+
+    from registry.server.app import GRACE_S
+
+    root = make_repo(tmp_path / "repo", ["gravity", "drag"])
+    port = _free_port()
+    env = {**os.environ, "REGISTRY_TOKENS": TOKEN}
+    env.pop("REGISTRY_ROOT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    lock = FileLock(str(root / ".git" / "registry-upload.lock"))
+    try:
+        _wait_healthy(proc, base)
+        lock.acquire()  # another registration holds the lock: the upload below waits for it
+
+        def post() -> int:
+            try:
+                return httpx.post(f"{base}/modules", files={"archive": (
+                    "m.tar.gz", targz(root / "modules" / "drag"))}, headers=AUTH,
+                    timeout=120).status_code
+            except httpx.TransportError:
+                return 0
+
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(post)
+            time.sleep(2)
+            assert not waiting.done()
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=GRACE_S + 20)
+            stopped_after = time.monotonic() - started
+            assert waiting.result(timeout=30) in (0, 500, 503)
+        assert stopped_after < GRACE_S + 10, stopped_after
+        assert git(root, "tag", "-l") == ""  # the queued upload registered nothing
+    finally:
+        lock.release()
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
         if proc.stdout:

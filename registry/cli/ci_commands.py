@@ -123,7 +123,7 @@ def serve(
     """Serve the REST API (/api/v1) and the web pages with uvicorn."""
     import uvicorn
 
-    from registry.server.app import settings_from_env
+    from registry.server.app import GRACE_S, settings_from_env
 
     root = _registry().root
     os.environ["REGISTRY_ROOT"] = str(root)
@@ -135,4 +135,4 @@ def serve(
                     "are refused", err=True)
     typer.echo(f"serving {root} on http://{host}:{port} with {workers} worker(s)", err=True)
     uvicorn.run("registry.server.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+                workers=workers, log_level="info", timeout_graceful_shutdown=GRACE_S)

@@ -115,10 +115,10 @@ def train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a composite's trainable parts (MLflow run, energy tracked)."""
-    import numpy as np
+    from registry.core.arrays import open_npz
 
     reg = _registry()
-    with np.load(data, allow_pickle=False) as arrays:
+    with open_npz(data, where=str(data)) as arrays:
         loaded = {k: arrays[k] for k in arrays.files}
     trained = reg.train(spec, loaded, target=target.value, max_epochs=epochs, batch=batch, lr=lr,
                         target_nrmse=target_nrmse, progress=not as_json)

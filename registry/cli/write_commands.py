@@ -1,4 +1,4 @@
-"""Writing commands: new, register, restore-tags, promote."""
+"""Writing commands: new, register, restore-tags, doctor, promote."""
 
 from __future__ import annotations
 
@@ -60,6 +60,31 @@ def restore_tags() -> None:
     """Recreate version tags a clone lacks, from the commits `register` made."""
     restored = _registry().restore_tags()
     typer.echo(f"restored {len(restored)} tags" + (f": {', '.join(restored)}" if restored else ""))
+
+
+@app.command()
+def doctor(
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Fix what is found (default: a dry run that changes nothing).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find what interrupted registrations left: a journal, untagged Register commits,
+    stale git locks, temporary files, upload folders. Exits 1 when a dry run finds any."""
+    findings, actions = _registry().doctor(repair=repair)
+    if as_json:
+        _print_json({"findings": [f.to_dict() for f in findings], "actions": actions,
+                     "repaired": repair})
+    else:
+        for finding in findings:
+            typer.echo(f"{finding.what}: {finding.detail} (repair: {finding.repair})")
+        for action in actions:
+            typer.echo(action)
+        if not findings:
+            typer.echo("nothing to repair")
+        elif not repair:
+            typer.echo(f"dry run: {len(findings)} found; `registry doctor --repair` fixes them")
+    if findings and not repair:
+        raise typer.Exit(1)
 
 
 @app.command()

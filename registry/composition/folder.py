@@ -15,6 +15,7 @@ import yaml
 
 from registry.core.integrity import sha256_file
 from registry.core.manifest import MANIFEST_FILE, Manifest, write_manifest
+from registry.core.manifest_file import load_yaml
 from registry.errors import ManifestError
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ def write_composite(net: ComposedModule, folder: Path, *, version: str = "1.0.0"
     sha = save_weights(net, folder / "weights.safetensors")
     existing = folder / MANIFEST_FILE
     if existing.is_file():
-        version = str(yaml.safe_load(existing.read_text()).get("version", version))
+        found = load_yaml(existing.read_text(encoding="utf-8"), source=str(existing))
+        version = str(found.get("version", version)) if isinstance(found, dict) else version
     data: dict[str, Any] = {
         "name": name, "version": version, "kind": "composite",
         "summary": summary or plan.spec.summary or f"composite of {', '.join(plan.pinned)}",

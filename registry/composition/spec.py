@@ -36,7 +36,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from registry.core.manifest import (
@@ -46,10 +45,11 @@ from registry.core.manifest import (
     Port,
     format_validation_error,
 )
-from registry.errors import CompositionError
+from registry.core.manifest_file import load_yaml
+from registry.errors import CompositionError, ManifestError
 
 __all__ = ["ComposeSpec", "Dynamics", "Node", "OutputSpec", "StateVariable", "load_spec",
-           "parse_spec"]
+           "parse_spec", "read_spec"]
 
 MAX_SPEC_BYTES = 1 << 20
 Name = Annotated[str, Field(pattern=PORT_PATTERN)]
@@ -147,15 +147,27 @@ def parse_spec(data: Any, *, source: str = "compose spec") -> ComposeSpec:
     return spec
 
 
+def read_spec(text: str | bytes, *, source: str = "compose spec") -> ComposeSpec:
+    """Parse compose-spec YAML (a file's text, or bytes read from a store) with the
+    project's strict reader (`load_yaml`: no aliases, no duplicate keys, bounded nesting);
+    every refusal is one `CompositionError` line naming `source`."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise CompositionError(f"{source}: over {MAX_SPEC_BYTES} bytes; a compose spec is small")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CompositionError(f"{source}: not UTF-8 text; save the spec as UTF-8") from None
+    try:
+        data = load_yaml(text, source=source)
+    except ManifestError as exc:
+        raise CompositionError(str(exc)) from None
+    return parse_spec(data, source=source)
+
+
 def load_spec(path: Path) -> ComposeSpec:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CompositionError(f"{path}: no such compose spec") from None
-    if len(text.encode()) > MAX_SPEC_BYTES:
-        raise CompositionError(f"{path}: over {MAX_SPEC_BYTES} bytes; a compose spec is small")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CompositionError(f"{path}: invalid YAML: {exc}") from None
-    return parse_spec(data, source=str(path))
+    return read_spec(data, source=str(path))

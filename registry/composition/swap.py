@@ -144,12 +144,10 @@ def swap_registered(loader: Any, resolved: Any, replacements: Mapping[str, str],
     """Swap nodes of the registered composite `resolved` and check it on its evaluation data
     (and `ood`, an `.npz` path); returns the swapped network (the other nodes' trained
     weights kept) and the report."""
-    import io
-
     import numpy as np
-    import yaml
 
-    from registry.composition.spec import parse_spec
+    from registry.composition.spec import read_spec
+    from registry.core.arrays import open_npz
 
     manifest = resolved.manifest
     if manifest.kind != "composite" or manifest.composition is None:
@@ -160,7 +158,7 @@ def swap_registered(loader: Any, resolved: Any, replacements: Mapping[str, str],
         raise CompositionError(f"{resolved.where()}: evaluation.data: a swap is checked on the "
                                "composite's evaluation data, and it has none")
     where = resolved.where(manifest.composition.spec)
-    spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)), source=where)
+    spec = read_spec(resolved.read(manifest.composition.spec), source=where)
     before = loader.build(resolved)
     after = loader.compose(replace_nodes(spec, replacements), source=where)
     kept = {k: v for k, v in before.state_dict().items()
@@ -169,7 +167,7 @@ def swap_registered(loader: Any, resolved: Any, replacements: Mapping[str, str],
     after.eval()  # safe: nn.Module.eval switches off training mode
 
     def arrays(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
-        with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+        with open_npz(data, where=source) as loaded:
             missing = [n for n in [*before.input_names, *before.output_names]
                        if n not in loaded.files]
             if missing:

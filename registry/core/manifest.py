@@ -1,6 +1,8 @@
 """The manifest: `modules/<name>/module.yaml`, schema 1, as a strict pydantic model.
 
-Unknown keys are errors; every error names the file, the field and the fix.
+Unknown keys are errors; every error names the file, the field and the fix. Declared
+sizes (parameters, ports, evaluation points) are counted here, before anything is built
+or sampled, and refused over the limits of `registry.core.limits`.
 `Manifest.json_schema()` exports the schema (`registry schema`).
 
 Example:
@@ -19,12 +21,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from registry.core.integrity import sha256_bytes, sha256_file
+from registry.core.limits import check_evaluation_points, check_network, check_ports
 
 __all__ = [
     "MANIFEST_FILE",
@@ -37,6 +40,7 @@ __all__ = [
     "Port",
     "Provenance",
     "dump_manifest",
+    "format_validation_error",
     "load_manifest",
     "parse_manifest",
     "sha256_bytes",
@@ -68,14 +72,7 @@ def _inside_folder(path: str) -> str:
 RelativePath = Annotated[str, Field(pattern=RELATIVE_PATH_PATTERN), AfterValidator(_inside_folder)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 
-# What to suggest for each kind of pydantic error.
-_FIXES = {
-    "extra_forbidden": "remove it or fix its spelling (allowed keys: {allowed})",
-    "missing": "add it",
-    "string_pattern_mismatch": "{pattern_hint}",
-    "literal_error": "use one of the allowed values",
-}
-_PATTERN_HINTS = {
+PATTERN_HINTS = {  # what to suggest when a pattern does not match
     NAME_PATTERN: "names are lower-case letters, digits and '-', starting with a letter",
     SEMVER_PATTERN: "versions are semantic versions such as 1.0.0",
     PORT_PATTERN: "port and constant names are identifiers such as `m1` or `C_d`",
@@ -264,6 +261,12 @@ class Manifest(_Strict):
     budget: Budget = Field(default_factory=Budget)
     provenance: Provenance = Field(default_factory=Provenance)
 
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _few_ports(cls, ports: dict[str, Port], info: ValidationInfo) -> dict[str, Port]:
+        check_ports(len(ports), str(info.field_name))
+        return ports
+
     @model_validator(mode="after")
     def _kind_fields(self) -> Manifest:
         wanted = {"equation": "equation", "network": "network", "composite": "composition"}
@@ -283,6 +286,17 @@ class Manifest(_Strict):
         if shared:
             raise ValueError(f"names {shared} are used twice (inputs, outputs and constants "
                              "must have distinct names)")
+        return self
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> Manifest:
+        """Sizes counted from the declaration, before anything is built or sampled."""
+        if self.network is not None:
+            check_network(self.network.arch, self.network.config, len(self.inputs),
+                          len(self.outputs))
+        if self.evaluation is not None:
+            check_evaluation_points((self.evaluation.sample or Sample()).n,
+                                    len(self.inputs) + len(self.outputs))
         return self
 
     @property
@@ -333,55 +347,9 @@ def _prune(value: Any) -> Any:
     return value
 
 
-def format_validation_error(error: ValidationError, source: str, *,
-                            model: type[BaseModel] | None = None) -> str:
-    """One line per problem: `file: field.path: what is wrong; fix`."""
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        fix = _FIXES.get(item["type"], "")
-        if item["type"] == "extra_forbidden":
-            fix = fix.format(allowed=", ".join(_allowed_keys(item["loc"][:-1], model or Manifest)))
-        elif item["type"] == "string_pattern_mismatch":
-            pattern = (item.get("ctx") or {}).get("pattern", "")
-            fix = _PATTERN_HINTS.get(pattern, f"match the pattern {pattern}")
-        lines.append(f"{source}: {field}: {message}" + (f"; {fix}" if fix else ""))
-    return "\n".join(lines)
-
-
-def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
-    model: Any = root
-    for part in loc:
-        field = _field_by_alias(model, str(part))
-        if field is None:  # a dict key (port name, ...): the value type is the model
-            continue
-        annotation = field.annotation
-        model = _model_in(annotation)
-        if model is None:
-            return []
-    return sorted(f.alias or n for n, f in model.model_fields.items())
-
-
-def _field_by_alias(model: Any, key: str) -> Any:
-    for name, field in model.model_fields.items():
-        if key in (name, field.alias):
-            return field
-    return None
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 # The file side (parse, load, dump, write) lives in `manifest_file`; re-exported here so
 # that `from registry.core.manifest import load_manifest` keeps one import for both.
+from registry.core.manifest_errors import format_validation_error  # noqa: E402
 from registry.core.manifest_file import (  # noqa: E402
     dump_manifest,
     load_manifest,

@@ -189,11 +189,10 @@ def record_registered_node(resolved: Resolved, net: Any, node: str,
     residual trained on rates saw. (Rows an ODE evaluates after a sample's stop event are
     recorded too: they are calls the part saw, but off the flight; training states avoid
     them.)"""
-    import io
-
     import numpy as np
     import torch
 
+    from registry.core.arrays import open_npz
     from registry.distillation.recording import record_node
 
     names = list(net.input_names)
@@ -202,12 +201,11 @@ def record_registered_node(resolved: Resolved, net: Any, node: str,
     arrays: list[tuple[str, dict[str, np.ndarray]]] = []
     evaluation = resolved.manifest.evaluation
     if not data and evaluation is not None and evaluation.data is not None:
-        with np.load(io.BytesIO(resolved.read(evaluation.data.path)),
-                     allow_pickle=False) as loaded:
-            arrays.append((resolved.where(evaluation.data.path),
-                           {k: loaded[k] for k in loaded.files}))
+        source = resolved.where(evaluation.data.path)
+        with open_npz(resolved.read(evaluation.data.path), where=source) as loaded:
+            arrays.append((source, {k: loaded[k] for k in loaded.files}))
     for path in data or []:
-        with np.load(path, allow_pickle=False) as loaded:
+        with open_npz(path, where=str(path)) as loaded:
             arrays.append((str(path), {k: loaded[k] for k in loaded.files}))
     x_rows, state_rows = [], []
     for where, columns in arrays:

@@ -275,9 +275,7 @@ def write_bundle(store: LocalStore, loader: Loader, resolved: Resolved,
     each module's commit, tag and files with their sha256, and how the compose
     specs' module references resolved.
     """
-    import yaml
-
-    from registry.composition.spec import parse_spec
+    from registry.composition.spec import read_spec
     from registry.store.bundle import BUNDLE_FILE, BUNDLE_FORMAT
 
     modules: dict[str, dict[str, Any]] = {}
@@ -300,7 +298,7 @@ def write_bundle(store: LocalStore, loader: Loader, resolved: Resolved,
                           "commit": found.commit, "tag": found.tag, "files": files}
         if manifest.composition is not None:
             where = found.where(manifest.composition.spec)
-            spec = parse_spec(yaml.safe_load(found.read(manifest.composition.spec)), source=where)
+            spec = read_spec(found.read(manifest.composition.spec), source=where)
             for node in spec.nodes.values():
                 if node.module is not None:
                     resolve[node.module] = add(loader.resolve(node.module), root=False)

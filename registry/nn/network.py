@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from registry.core.limits import DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH, check_network
 from registry.errors import ManifestError
 from registry.nn.ports import PortModule
 
@@ -48,13 +49,17 @@ def register_architecture(name: str) -> Callable[[Builder], Builder]:
 
 
 @register_architecture("mlp")
-def mlp(n_inputs: int, n_outputs: int, *, hidden: Sequence[int] = (64, 64),
+def mlp(n_inputs: int, n_outputs: int, *, hidden: Sequence[int] = DEFAULT_HIDDEN,
         activation: str = "tanh") -> nn.Module:
-    """A fully connected network: `n_inputs → hidden[0] → … → n_outputs`."""
+    """A fully connected network: `n_inputs → hidden[0] → … → n_outputs`, within the limits
+    of `registry.core.limits` (counted before a layer is allocated)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation {activation!r} is unknown; use one of {sorted(ACTIVATIONS)}")
-    if not hidden or any(not isinstance(h, int) or not 1 <= h <= 65_536 for h in hidden):
-        raise ValueError(f"hidden must be a list of layer widths from 1 to 65536, got {hidden!r}")
+    if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h < 1
+                         for h in hidden):
+        raise ValueError(f"hidden must be a list of layer widths from 1 to {MAX_HIDDEN_WIDTH}, "
+                         f"got {hidden!r}")
+    check_network("mlp", {"hidden": list(hidden)}, n_inputs, n_outputs)  # counted, not built
     layers: list[nn.Module] = []
     width = n_inputs
     for size in hidden:

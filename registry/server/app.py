@@ -12,6 +12,8 @@ on `app.state.meter`.
 string, so `--workers N` can start N processes): it reads `REGISTRY_ROOT`,
 the tokens (`REGISTRY_TOKENS`, `REGISTRY_TOKEN_FILE`) and, when set,
 `REGISTRY_MAX_UPLOAD_BYTES` / `REGISTRY_MAX_BODY_BYTES` from the environment.
+On SIGTERM a served process waits at most `GRACE_S` for requests in flight (a
+registration queued on the lock would otherwise hold it up forever), then ends.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
+
+GRACE_S = 10  # uvicorn's timeout_graceful_shutdown
 
 
 @dataclass(frozen=True)

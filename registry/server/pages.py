@@ -231,15 +231,12 @@ def _composite_nodes(resolved: Resolved) -> list[dict[str, Any]]:
     manifest = resolved.manifest
     if manifest.kind != "composite" or manifest.composition is None:
         return []
-    import yaml
-
-    from registry.composition.spec import parse_spec
+    from registry.composition.spec import read_spec
 
     try:
         source = resolved.where(manifest.composition.spec)
-        spec = parse_spec(yaml.safe_load(resolved.read(manifest.composition.spec)),
-                          source=source)
-    except (RegistryError, yaml.YAMLError):
+        spec = read_spec(resolved.read(manifest.composition.spec), source=source)
+    except RegistryError:
         return []
     return [{"name": node, "module": n.module, "link": _link(n.module),
              "mlp": n.mlp, "outputs": list(n.outputs.values())}

@@ -4,11 +4,16 @@ An upload is a tar archive (`.tar.gz` or `.tar`) of the module folder, or the
 folder's files each named by its relative path. Every member is checked before
 a byte is written: regular files and folders only (no links, devices, fifos or
 sparse files), safe relative paths (`clean_relpath`), at most
-`MAX_UPLOAD_MEMBERS` members and `limit` bytes unpacked. The files land in a
+`MAX_UPLOAD_MEMBERS` members and `limit` bytes unpacked. An archive's extended
+headers (GNU long names and links, pax headers), which `tarfile` reads whole
+into memory, are checked against `MAX_TAR_HEADER_BYTES` (each),
+`MAX_TAR_HEADERS_BYTES` (all) and `MAX_TAR_HEADER_CHAIN` (before one member)
+from their 512-byte header, before their data is read. The files land in a
 staging folder under `.registry/uploads/` of the server's repository;
 `module.yaml` may sit at the top or inside one folder named like the module.
-Only once the manifest parses and its name agrees does `Registry.register_upload`
-swap the folder into `modules/<name>/` and register it.
+Only once the manifest parses (its declared sizes within `registry.core.limits`,
+so nothing is built for a network too large) and its name agrees does
+`Registry.register_upload` swap the folder into `modules/<name>/` and register it.
 
 Nothing here knows HTTP: a refused upload raises `UploadRefused`, which
 carries the status and the stable `type` id the server answers with.
@@ -23,10 +28,11 @@ from __future__ import annotations
 
 import re
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from registry.core.manifest import MANIFEST_FILE, load_manifest
 from registry.errors import ManifestError, NotFound, RegistryError
@@ -37,12 +43,16 @@ if TYPE_CHECKING:
     from registry.api import Registry
     from registry.store.base import RegisterResult
 
-__all__ = ["MAX_FILE_PATH", "MAX_PATH_DEPTH", "MAX_UPLOAD_MEMBERS", "UploadRefused",
-           "clean_relpath", "register_upload", "stage_upload"]
+__all__ = ["MAX_FILE_PATH", "MAX_PATH_DEPTH", "MAX_TAR_HEADERS_BYTES", "MAX_TAR_HEADER_BYTES",
+           "MAX_TAR_HEADER_CHAIN", "MAX_UPLOAD_MEMBERS", "UploadRefused", "clean_relpath",
+           "register_upload", "stage_upload"]
 
 MAX_FILE_PATH = 200
 MAX_PATH_DEPTH = 8
 MAX_UPLOAD_MEMBERS = 256
+MAX_TAR_HEADER_BYTES = 64 * 1024  # one long name/link or pax header (paths are 200 characters)
+MAX_TAR_HEADERS_BYTES = 1 << 20  # all of an archive's extended headers together
+MAX_TAR_HEADER_CHAIN = 8  # extended headers before one member (tar writes at most 3)
 CHUNK = 64 * 1024
 UPLOADS_DIR = ".registry/uploads"
 
@@ -68,6 +78,62 @@ def _invalid(message: str) -> UploadRefused:
 def _too_large(limit: int) -> UploadRefused:
     return UploadRefused(413, "upload_too_large", f"the module unpacks to more than {limit} "
                          "bytes (the server's max_upload_bytes)")
+
+
+_EXTENDED = {tarfile.GNUTYPE_LONGNAME: "GNU long-name", tarfile.GNUTYPE_LONGLINK: "GNU long-link",
+             tarfile.XHDTYPE: "pax", tarfile.XGLTYPE: "pax global",
+             tarfile.SOLARIS_XHDTYPE: "Solaris extended"}
+_HERE = "registry/server/uploads.py"
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """A member read by `tarfile`, its extended headers checked before their data is read.
+
+    `tarfile` reads a long-name or pax header's whole declared size into memory
+    (and follows a chain of them by recursion), so the size its 512-byte header
+    declares is checked first; GNU sparse members, whose maps `tarfile` reads
+    block after block, are refused outright.
+    """
+
+    def _proc_member(self, tar: TarFile) -> TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            _refuse_sparse(self.name)
+        kind = _EXTENDED.get(self.type)
+        if kind is None:
+            return super()._proc_member(tar)  # type: ignore[misc]
+        state: list[int] = vars(tar).setdefault("_registry_extended", [0, 0])  # chain, bytes
+        state[0] += 1
+        state[1] += tarfile.BLOCKSIZE + max(self.size, 0)
+        where = f"archive: the {kind} header at byte {self.offset}"
+        if not 0 <= self.size <= MAX_TAR_HEADER_BYTES:
+            _refuse_header(f"{where} declares {self.size:,} bytes, over the limit of "
+                           f"{MAX_TAR_HEADER_BYTES:,} (MAX_TAR_HEADER_BYTES")
+        if state[0] > MAX_TAR_HEADER_CHAIN:
+            _refuse_header(f"{where} is the {state[0]}th extended header before one member, "
+                           f"over the limit of {MAX_TAR_HEADER_CHAIN} (MAX_TAR_HEADER_CHAIN")
+        if state[1] > MAX_TAR_HEADERS_BYTES:
+            _refuse_header(f"{where} brings the archive's extended headers to {state[1]:,} "
+                           f"bytes, over the limit of {MAX_TAR_HEADERS_BYTES:,} "
+                           "(MAX_TAR_HEADERS_BYTES")
+        try:
+            return super()._proc_member(tar)  # type: ignore[misc]
+        finally:
+            state[0] -= 1
+
+    def _proc_gnusparse_00(self, member: TarInfo, *_: Any) -> NoReturn:
+        _refuse_sparse(member.name)
+
+    _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+
+def _refuse_header(problem: str) -> NoReturn:
+    raise _invalid(f"{problem} in {_HERE}); archive the module folder with `tar czf` (paths "
+                   f"of at most {MAX_FILE_PATH} characters)")
+
+
+def _refuse_sparse(name: str) -> NoReturn:
+    raise _invalid(f"archive member {name[:80]!r}: only regular files and folders are allowed "
+                   "(no links, devices, fifos or sparse files)")
 
 
 def clean_relpath(text: str, *, what: str = "file") -> str:
@@ -172,12 +238,12 @@ def stage_upload(work: Path, *, archive: IO[bytes] | None, files: Sequence[Named
 def _read_archive(fileobj: IO[bytes], limit: int) -> tuple[TarFile, list[tuple[str, TarInfo]]]:
     """Open a tar archive and check every member; returns it and (path, member) of its files."""
     import lzma
-    import tarfile
     import zlib
 
     damaged = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - the caller closes it
+        tar = tarfile.open(fileobj=fileobj, mode="r:*",  # noqa: SIM115 - the caller closes it
+                           tarinfo=_BoundedInfo)
     except damaged as exc:
         raise _invalid(f"archive: not a readable tar archive ({type(exc).__name__}); upload "
                        "a .tar.gz of the module folder") from None

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from registry.core.faults import crash_point
+from registry.core.manifest_file import TEMP_GLOB
 from registry.errors import NotFound, RegistryError
 from registry.store.tags import parse_stage_tag, parse_version_tag
 
@@ -181,10 +183,12 @@ class GitRepo:
         out = self.run("ls-tree", "--name-only", f"{commit}:{folder}", check=False)
         return sorted(n for n in out.split() if n)
 
-    def folder_matches(self, commit: str, folder: str) -> bool:
-        """True when `folder` in the working tree (tracked and untracked) equals `commit`'s."""
-        same = self.succeeds("diff", "--quiet", commit, "--", folder)
-        untracked = self.run("ls-files", "--others", "--exclude-standard", "--", folder).strip()
+    def folder_matches(self, commit: str, folder: str, *, except_file: str | None = None) -> bool:
+        """True when `folder` in the working tree (tracked and untracked) equals `commit`'s
+        (apart from the file `except_file`, when given)."""
+        spec = [folder, *([f":(exclude){except_file}"] if except_file else [])]
+        same = self.succeeds("diff", "--quiet", commit, "--", *spec)
+        untracked = self.run("ls-files", "--others", "--exclude-standard", "--", *spec).strip()
         return same and not untracked
 
     def folder_status(self, folder: str) -> str:
@@ -222,8 +226,10 @@ class GitRepo:
         return str(out)
 
     def commit_folder(self, folder: str, message: str) -> str:
-        """Stage and commit only `folder` (other staged work is left alone); returns HEAD."""
-        self._write("add", "--all", "--", folder)
+        """Stage and commit only `folder` (other staged work is left alone; temporary
+        manifest files never enter); returns HEAD."""
+        self._write("add", "--all", "--", folder, f":(exclude,glob){folder}/**/{TEMP_GLOB}")
+        crash_point("git-add", holding=self.gitdir / "index.lock")
         if not self.succeeds("diff", "--cached", "--quiet", "--", folder):
             self._write("commit", "--no-verify", "-q", "-m", message, "--", folder)
         head = self.head()

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.core.reference import Version
 from registry.errors import RegistryError
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 __all__ = ["Index"]
+
+T = TypeVar("T")
+log = logging.getLogger("registry.index")
 
 SCHEMA_VERSION = "2"
 TABLE_PREFIX = "registry_"
@@ -120,6 +124,9 @@ class Index:
 
     def refresh(self, *, force: bool = False) -> bool:
         """Bring the cache up to date with git; returns True when anything was rebuilt."""
+        return self._rebuilding_if_corrupt(lambda: self._refresh(force=force))
+
+    def _refresh(self, *, force: bool) -> bool:
         from filelock import FileLock
 
         fingerprint = self._fingerprint()
@@ -208,9 +215,12 @@ class Index:
 
     def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
         """Registered versions (with the stages they hold), ordered by name."""
+        return self._rebuilding_if_corrupt(lambda: self._versions(name, kind))
+
+    def _versions(self, name: str | None, kind: str | None) -> list[VersionRow]:
         import sqlalchemy as sa
 
-        self.refresh()
+        self._refresh(force=False)
         v, s = self.versions_t, self.stages_t
         # One statement, so one snapshot: a concurrent refresh is seen whole or not at all.
         joined = v.outerjoin(s, (s.c.repo == v.c.repo) & (s.c.name == v.c.name)
@@ -231,6 +241,9 @@ class Index:
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""
+        return self._rebuilding_if_corrupt(lambda: self._stages(name))
+
+    def _stages(self, name: str | None) -> dict[tuple[str, str], str]:
         import sqlalchemy as sa
 
         s = self.stages_t
@@ -240,6 +253,32 @@ class Index:
         with self._errors(), self.engine.connect() as conn:
             return {(r.name, r.stage): r.version for r in conn.execute(query)}
 
+    def _rebuilding_if_corrupt(self, work: Callable[[], T]) -> T:
+        """Run `work`; a SQLite index file that is not a database (or a damaged one) is
+        deleted and rebuilt from git, with one line saying so, and `work` runs again."""
+        import sqlalchemy as sa
+
+        try:
+            return work()
+        except sa.exc.DatabaseError as exc:
+            path = self._sqlite_path()
+            if path is None or not _is_corruption(exc):
+                raise
+            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+            log.warning("registry: the index %s was corrupt (%s); rebuilt it from git", path,
+                        reason)
+            self.engine.dispose()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            self._tables_ready = False
+            return work()
+
+    def _sqlite_path(self) -> Path | None:
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """A database that cannot be reached is one line naming it, not a driver stack."""
@@ -248,12 +287,20 @@ class Index:
         try:
             yield
         except sa.exc.OperationalError as exc:
+            if self._sqlite_path() is not None and _is_corruption(exc):
+                raise  # rebuilt by `_rebuilding_if_corrupt`
             lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
             reason = lines[0] if lines else type(exc).__name__
             raise RegistryError(
                 f"the index database {self.safe_url} cannot be used ({reason}); check that it "
                 "is running and that REGISTRY_INDEX_URL is right (unset it for the local "
                 "SQLite index)") from exc
+
+
+def _is_corruption(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(sign in text for sign in ("not a database", "malformed", "corrupt",
+                                          "disk i/o error", "unsupported file format"))
 
 
 def _engine(url: str) -> sa.Engine:

@@ -1,13 +1,12 @@
 """The local store: modules in `modules/<name>/` of a git repository, versions as tags.
 
 Registration is two steps, and the store calls nothing above it: `stage`
-checks a folder (name, version, ignored files) and says whether the same
+checks a folder (name, version, regular files only) and says whether the same
 content is registered already; the api then measures the module and hands
 `commit` the finished manifest. `commit` runs one transaction under a lock in
-the git directory (concurrent registrations queue): check again, write the
-manifest, commit the folder, tag `<name>@v<version>`. If anything fails before
-the commit the manifest is restored (no half-written manifest, no dangling tag:
-the tag is the last step).
+the git directory: journal, write the manifest, commit the folder, tag
+`<name>@v<version>`. A failure before the commit restores the manifest; a
+crash anywhere is settled by the next registration (`registry.store.recovery`).
 
 Example:
     >>> store = LocalStore(find_root())
@@ -18,12 +17,14 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from registry.core.faults import crash_point
 from registry.core.manifest import (
     MANIFEST_FILE,
     GitInfo,
@@ -50,10 +51,19 @@ from registry.store.base import (
     VersionRow,
     newest,
 )
+from registry.store.content import declared, next_version, refuse_link, regular_files_only
 from registry.store.git import GitRepo
 from registry.store.index import Index
+from registry.store.recovery import (
+    Finding,
+    Journal,
+    inspect,
+    journal_for,
+    recover,
+    untagged_register_commits,
+)
+from registry.store.recovery import repair as repair_findings
 from registry.store.tags import (
-    parse_register_subject,
     register_subject,
     stage_tag,
     tag_of_ref,
@@ -66,6 +76,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalStore"]
 
 LOCK_TIMEOUT_S = 600
+log = logging.getLogger("registry.store")
 
 
 class LocalStore:
@@ -122,6 +133,7 @@ class LocalStore:
             if not path.is_file():
                 raise NotFound(f"{path.relative_to(self.root)}: no such module in the working "
                                f"tree; create it with `registry new {reference.name}`")
+            regular_files_only(path.parent)
             return self._workspace(load_manifest(path))
         rows = {row.version: row for row in self.versions(reference.name)}
         if reference.stage is not None:
@@ -155,6 +167,7 @@ class LocalStore:
 
         def read(relpath: str) -> bytes:
             path = folder / relpath
+            refuse_link(path)
             if not path.is_file():
                 raise NotFound(f"{MODULES_DIR}/{manifest.name}/{relpath}: no such file")
             return path.read_bytes()
@@ -176,6 +189,8 @@ class LocalStore:
         """Check the module folder at `path`; with `bump`, changed content of a registered
         version becomes the next patch/minor/major version instead of a `VersionConflict`."""
         folder, manifest_path = self._module_folder(path)
+        self.settle()
+        regular_files_only(folder)
         manifest = load_manifest(manifest_path)
         if manifest.name != folder.name:
             raise ManifestError(f"{manifest_path}: name: `{manifest.name}` differs from its "
@@ -190,30 +205,52 @@ class LocalStore:
                                     "delete them if they are not part of the module")
         return Pending(folder, manifest, self._workspace(manifest), done)
 
+    def settle(self) -> None:
+        """Finish or roll back a registration a dead process left (one stat if none)."""
+        if Journal.path(self.repo.gitdir).exists():
+            with self._lock():
+                for action in recover(self):
+                    log.warning("registry: %s", action)
+
     def commit(self, pending: Pending, manifest: Manifest | None) -> RegisterResult:
         """Commit the measured `manifest` (None: the folder's as staged) and its folder, and
-        tag the version, under the lock."""
+        tag the version, under the lock. A journal in the git directory lets the next
+        registration finish or roll back this one if the process dies half way."""
         assert pending.manifest is not None, "a local registration is staged by this store"
         manifest = manifest if manifest is not None else pending.manifest
         manifest_path = pending.folder / MANIFEST_FILE
         relfolder = f"{MODULES_DIR}/{manifest.name}"
         with self._lock():
+            for action in recover(self):
+                log.warning("registry: %s", action)
             # Another registration may have landed while this one was measured.
             _, done = self._version_for(pending.manifest, manifest_path, None)
             if done is not None:
                 return done
             original = manifest_path.read_bytes()
+            gitdir = self.repo.gitdir
+            filled = self._fill_provenance(manifest, relfolder)
+            text = dump_manifest(filled)
+            parse_manifest(text, source=str(manifest_path))
+            journal = journal_for(self, filled.ref, relfolder, original, text)
+            journal.write(gitdir)
+            crash_point("journal")
             try:
-                filled = self._fill_provenance(manifest, relfolder)
-                parse_manifest(dump_manifest(filled), source=str(manifest_path))
                 write_manifest(filled, manifest_path)
+                crash_point("manifest")
                 commit = self.repo.commit_folder(relfolder, register_subject(filled.ref))
+                crash_point("commit")
             except BaseException:
-                manifest_path.write_bytes(original)
-                raise
+                if self.repo.head() == journal.head_before:  # nothing committed: undo
+                    self.repo.run("reset", "-q", "--", relfolder, check=False)
+                    manifest_path.write_bytes(original)
+                    Journal.clear(gitdir)
+                raise  # (a commit made stays journaled: the next registration tags it)
             tag = version_tag(filled.name, filled.version)
             self.repo.create_tag(tag, commit, f"Registering artifact {filled.name} version "
                                  f"v{filled.version}")
+            crash_point("tag")
+            Journal.clear(gitdir)
         self.index.refresh()
         return RegisterResult(filled, tag, commit, created=True)
 
@@ -228,16 +265,32 @@ class LocalStore:
         if self.repo.folder_matches(commit, relfolder):
             return manifest, RegisterResult(manifest, tag_of_ref(manifest.ref), commit,
                                             created=False)
+        registered = self._same_declared(commit, relfolder, manifest)
+        if registered is not None:  # e.g. an upload again: it lacks the measured figures
+            return registered, RegisterResult(registered, tag_of_ref(manifest.ref), commit,
+                                              created=False)
         latest = max(Version.parse(t.version) for t in existing.values()
                      if t.module == manifest.name)
         if bump is not None:
-            bumped = manifest.model_copy(update={"version": _next(latest, bump)})
+            bumped = manifest.model_copy(update={"version": next_version(latest, bump)})
             if bumped.ref not in existing:
                 return bumped, None
         raise VersionConflict(
             f"{where}: version: {manifest.ref} is already registered (tag "
             f"{tag_of_ref(manifest.ref)} at {commit[:12]}) with different content; bump "
             f"`version` (latest is {latest}) to register the change")
+
+    def _same_declared(self, commit: str, relfolder: str,
+                       manifest: Manifest) -> Manifest | None:
+        """The registered manifest at `commit` when the folder differs from it only in what
+        registration measures and records (cost, metrics, git, created); else None."""
+        manifest_rel = f"{relfolder}/{MANIFEST_FILE}"
+        if not self.repo.folder_matches(commit, relfolder, except_file=manifest_rel):
+            return None
+        registered = self.manifest_at(commit, manifest.name)
+        if registered is None or declared(registered) != declared(manifest):
+            return None
+        return registered
 
     @contextmanager
     def swapped_in(self, staging: Path, name: str) -> Iterator[Path]:
@@ -263,13 +316,11 @@ class LocalStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 staging.rename(target)
                 yield target
-            except BaseException:
+            finally:
                 if self.repo.head() == head:  # nothing committed: put the old folder back
                     shutil.rmtree(target, ignore_errors=True)
                     if backup.exists():
                         backup.rename(target)
-                raise
-            finally:
                 shutil.rmtree(backup, ignore_errors=True)
 
     def promote(self, ref: str, stage: str) -> str:
@@ -292,29 +343,33 @@ class LocalStore:
         Tags are pointers; the history is the record. A clone without tags (a
         CI checkout, a push that left them behind) gets them back: each commit
         titled `Register <name>@<version>` whose manifest has that name and
-        version is tagged `<name>@v<version>`, unless that tag exists.
+        version is tagged `<name>@v<version>`, unless that tag exists. Where a
+        version has several such commits the newest is tagged, so every clone
+        picks the same one.
         """
-        restored = []
         with self._lock():
-            existing = {tag.name for tag in self.repo.tags()}
-            for commit, subject in self.repo.subjects("^Register "):
-                parsed = parse_register_subject(subject)
-                if parsed is None:
-                    continue
-                name, version = parsed
-                tag = version_tag(name, version)
-                if tag in existing:
-                    continue
-                manifest = self.manifest_at(commit, name)
-                if manifest is None or manifest.ref != f"{name}@{version}":
-                    continue
-                self.repo.create_tag(tag, commit, f"Registering artifact {manifest.name} version "
-                                     f"v{manifest.version} (restored from history)")
-                existing.add(tag)
-                restored.append(tag)
+            return self.tag_register_commits()
+
+    def tag_register_commits(self) -> list[str]:
+        """`restore_tags` for a caller that holds the registry lock."""
+        restored = []
+        for commit, name, version in untagged_register_commits(self):
+            tag = version_tag(name, version)
+            self.repo.create_tag(tag, commit, f"Registering artifact {name} version "
+                                 f"v{version} (restored from history)")
+            restored.append(tag)
         if restored:
             self.index.refresh()
         return restored
+
+    def doctor(self, *, repair: bool = False) -> tuple[list[Finding], list[str]]:
+        """What interrupted registrations left (`recovery.inspect`), and with `repair` the
+        actions taken to fix it (under the registration and upload locks)."""
+        findings = inspect(self)
+        if not repair or not findings:
+            return findings, []
+        with self._lock("registry-upload.lock"), self._lock():
+            return findings, repair_findings(self, findings)
 
     def _module_folder(self, path: Path) -> tuple[Path, Path]:
         path = path.resolve()
@@ -340,10 +395,3 @@ class LocalStore:
             provenance.created = dt.datetime.now(dt.UTC).replace(microsecond=0)
         return manifest.model_copy(update={"provenance": provenance})
 
-
-def _next(version: Version, bump: Bump) -> str:
-    if bump == "major":
-        return f"{version.major + 1}.0.0"
-    if bump == "minor":
-        return f"{version.major}.{version.minor + 1}.0"
-    return f"{version.major}.{version.minor}.{version.patch + 1}"

@@ -1,0 +1,57 @@
+"""What a module folder may hold, and when two versions' content is the same.
+
+Example:
+    >>> regular_files_only(Path("modules/gravity"))   # raises on a symlink
+    >>> declared(registered) == declared(uploaded)     # same content, measured or not
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from registry.core.manifest import Manifest
+from registry.core.reference import Version
+from registry.errors import ManifestError
+from registry.store.base import Bump
+
+__all__ = ["declared", "next_version", "refuse_link", "regular_files_only"]
+
+
+def next_version(version: Version, bump: Bump) -> str:
+    if bump == "major":
+        return f"{version.major + 1}.0.0"
+    if bump == "minor":
+        return f"{version.major}.{version.minor + 1}.0"
+    return f"{version.major}.{version.minor}.{version.patch + 1}"
+
+
+def declared(manifest: Manifest) -> dict[str, object]:
+    """The manifest without what registration measures or records."""
+    data = manifest.to_dict()
+    cost = data.pop("cost", None) or {}
+    if cost.get("training") is not None:
+        data["cost"] = {"training": cost["training"]}
+    if isinstance(data.get("evaluation"), dict):
+        data["evaluation"].pop("metrics", None)
+    if isinstance(data.get("provenance"), dict):
+        data["provenance"].pop("git", None)
+        data["provenance"].pop("created", None)
+    return data
+
+
+def refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise ManifestError(f"{path}: is a symbolic link; module folders hold regular files "
+                            "only: replace the link by a copy of its target")
+
+
+def regular_files_only(folder: Path) -> None:
+    """Module folders hold regular files and folders: a link's target is not versioned."""
+    for top, dirs, files in os.walk(folder):
+        for entry in [*dirs, *files]:
+            path = Path(top) / entry
+            refuse_link(path)
+            if entry in files and not path.is_file():
+                raise ManifestError(f"{path}: is not a regular file; remove it from the "
+                                    "module folder")
