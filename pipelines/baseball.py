@@ -34,6 +34,8 @@ import registry
 from registry.composition.spec import load_spec
 from registry.cost.energy import track_energy
 from registry.cost.flops import count_module_flops
+from registry.cost.measure import to_modeled
+from registry.cost.modeled import model_energy
 from registry.evaluation import compute_metrics
 from registry.mlflow.tracking import mlflow_run
 from registry.nn.network import NetworkModule
@@ -117,6 +119,7 @@ def train_scratch(hidden: list[int], train: dict[str, np.ndarray], val: dict[str
     generator = torch.Generator().manual_seed(seed)
     per_sample = count_module_flops(net, x[:16]).forward_backward or 0
     steps, batch, best = 0, 256, math.inf
+    modeled = model_energy(net, x[:batch], backward=True)  # forward+backward, one batch
     name = "x".join(map(str, hidden))
     with mlflow_run("baseball-scratch", root=registry.open().root, run_name=f"scratch-{name}",
                     params={"hidden": hidden, "max_steps": max_steps, "batch": batch,
@@ -141,6 +144,7 @@ def train_scratch(hidden: list[int], train: dict[str, np.ndarray], val: dict[str
         run.set_tags({"energy_method": energy.method})
     return {"net": net, "hidden": hidden, "steps": steps, "reached": best <= target_rmse,
             "val_rmse": best, "train_flops": float(per_sample * steps * batch),
+            "train_energy_modeled_j": modeled.j_per_sample * steps * batch,
             "train_cpu_s": energy.cpu_s, "train_energy_j": energy.energy_j,
             "energy_method": energy.method, "params": sum(p.numel() for p in net.parameters())}
 
@@ -203,7 +207,9 @@ def main() -> None:
     meteor_net.load_state_dict(composite.state_dict())
     meteor_net.eval()
 
-    training = energy.to_training_cost().model_copy(update={"flops": result.train_flops})
+    training = energy.to_training_cost().model_copy(update={
+        "flops": result.train_flops,
+        "energy_modeled": to_modeled(result.modeled_per_sample, samples=result.samples_seen)})
     registered = reg.register_composite(composite, name=args.register, training=training,
                                         mlflow_run_id=run_id,
                                         evaluation_data=args.out.with_name("baseball-test.npz"))
@@ -216,6 +222,7 @@ def main() -> None:
             "registered": registered.tag, "epochs": result.epochs,
             "val_rate_nrmse": result.metrics["nrmse"], "test": composite_test,
             "train_flops": result.train_flops, "train_cpu_s": energy.cpu_s,
+            "train_energy_modeled_j": result.modeled_energy_j,
             "train_energy_j": energy.energy_j, "energy_method": energy.method,
             "trainable_params": sum(p.numel() for p in composite.parameters() if p.requires_grad),
             "inference_flops": inference_flops, "meteorites": score(meteor_net, meteors),
@@ -224,6 +231,7 @@ def main() -> None:
             "tried": [{k: v for k, v in r.items() if k != "net"} for r in tried],
             "chosen_hidden": chosen["hidden"], "reached_composite_error": chosen["reached"],
             "test": chosen["test"], "train_flops": chosen["train_flops"],
+            "train_energy_modeled_j": chosen["train_energy_modeled_j"],
             "train_cpu_s": chosen["train_cpu_s"], "train_energy_j": chosen["train_energy_j"],
             "params": chosen["params"],
             "inference_flops": count_module_flops(chosen["net"], as_x(test)[:16],
@@ -234,6 +242,9 @@ def main() -> None:
     report["ratios"] = {
         "training_flops_scratch_over_composite":
             report["scratch"]["train_flops"] / report["composite"]["train_flops"],
+        "training_energy_modeled_scratch_over_composite":
+            report["scratch"]["train_energy_modeled_j"]
+            / report["composite"]["train_energy_modeled_j"],
         "training_cpu_s_scratch_over_composite":
             report["scratch"]["train_cpu_s"] / report["composite"]["train_cpu_s"],
         "meteorite_rmse_scratch_over_composite":

@@ -32,6 +32,7 @@ def modules(reg: Any) -> list[dict[str, Any]]:
         manifest = reg.get(row.tag.replace("@v", "@", 1))
         metrics = manifest.evaluation.metrics if manifest.evaluation else {}
         energy = manifest.cost.energy_j_per_sample
+        modeled = manifest.cost.energy_modeled_j_per_sample
         training = manifest.cost.training
         rows.append({
             "name": manifest.name, "version": manifest.version, "kind": manifest.kind,
@@ -39,7 +40,11 @@ def modules(reg: Any) -> list[dict[str, Any]]:
             "flops_per_sample": manifest.cost.flops_per_sample, "params": manifest.cost.params,
             "energy_j_per_sample": energy.value if energy else None,
             "energy_method": energy.method if energy else None,
+            "energy_modeled_j_per_sample": modeled.value if modeled else None,
+            "energy_modeled_method": modeled.method if modeled else None,
             "training_energy_j": training.energy_j if training else None,
+            "training_energy_modeled_j": (training.energy_modeled.value if training
+                                          and training.energy_modeled else None),
         })
     return rows
 
@@ -128,6 +133,10 @@ def main() -> None:
         summary["baseball"] = {"composite_test_rmse_m": baseball["composite"]["test"]["rmse"],
                                "scratch_test_rmse_m": baseball["scratch"]["test"]["rmse"],
                                **baseball["ratios"]}
+        if baseball["composite"].get("train_energy_modeled_j"):
+            summary["baseball"]["training_energy_modeled_j"] = {
+                "composite": baseball["composite"]["train_energy_modeled_j"],
+                "scratch": baseball["scratch"]["train_energy_modeled_j"]}
     network = _load(REPORTS / "network-distillation.json")
     learned = _load(REPORTS / "learn-drag.json")
     if network:
@@ -150,12 +159,14 @@ def main() -> None:
     width = max([16, *(len(m["name"]) + 1 for m in mods)])
     lines = ["", "== registry pipeline report ==", "",
              f"{'module':<{width}}{'version':<9}{'kind':<11}{'r2':>10}{'nRMSE':>11}"
-             f"{'FLOPs':>10}{'J/sample':>11}  energy method"]
+             f"{'FLOPs':>10}{'modeled J':>11}{'est. J':>11}  methods"]
     for m in mods:
         lines.append(f"{m['name']:<{width}}{m['version']:<9}{m['kind']:<11}"
                      f"{_num(m['r2'], '.6f'):>10}{_num(m['nrmse'], '.3g'):>11}"
                      f"{_num(m['flops_per_sample'], 'd'):>10}"
-                     f"{_num(m['energy_j_per_sample'], '.3g'):>11}  {m['energy_method'] or ''}")
+                     f"{_num(m['energy_modeled_j_per_sample'], '.3g'):>11}"
+                     f"{_num(m['energy_j_per_sample'], '.3g'):>11}  "
+                     f"{m['energy_modeled_method'] or ''}, {m['energy_method'] or ''}")
     if "distill" in summary:
         d = summary["distill"]
         lines += ["", f"distilled drag-net → drag-eq: {', '.join(d['equation'].values())}; "
@@ -166,6 +177,11 @@ def main() -> None:
         lines += [f"baseball: composite test RMSE {b['composite_test_rmse_m'] * 100:.2f} cm vs "
                   f"scratch {b['scratch_test_rmse_m'] * 100:.2f} cm; training FLOPs "
                   f"{b['training_flops_scratch_over_composite']:.0f}× fewer for the composite"]
+        if b.get("training_energy_modeled_j"):
+            t = b["training_energy_modeled_j"]
+            lines += [f"baseball training energy, modeled (horowitz-45nm): composite "
+                      f"{t['composite']:.3g} J, scratch {t['scratch']:.3g} J "
+                      f"({t['scratch'] / t['composite']:.0f}×)"]
     if "network_distillation" in summary:
         lines += network_lines(summary["network_distillation"])
     lines += ["", "energy (estimated unless the method says measured):"]

@@ -153,6 +153,19 @@ def test_cost_table_values_equal_the_manifest(site, name):
     assert float(_cell(page, "cost-energy")) == cost.energy_j_per_sample.value
 
 
+
+def test_cost_table_shows_modeled_and_measured_energy_each_with_its_method(site):
+    repo, client = site
+    cost = registry.open(repo).get("drag-net").cost
+    modeled, measured = cost.energy_modeled_j_per_sample, cost.energy_j_per_sample
+    assert modeled is not None and measured is not None
+    page = client.get("/modules/drag-net").text
+    assert float(_cell(page, "cost-energy-modeled")) == modeled.value
+    row = re.search(r'<tr id="cost-energy-modeled">(.*?)</tr>', page, re.S)
+    assert row and "modeled:horowitz-45nm, table v1, batch 1024" in _text(row.group(1))
+    row = re.search(r'<tr id="cost-energy">(.*?)</tr>', page, re.S)
+    assert row and str(measured.method) in row.group(1)
+
 def test_budget_lines_sit_beside_the_recorded_value_with_a_mark(site):
     _, client = site
     passing = _text(client.get("/modules/gravity").text)

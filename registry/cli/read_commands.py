@@ -77,21 +77,58 @@ def load(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> No
 
 
 @app.command()
-def cost(ref: str, as_json: JsonFlag = False) -> None:
+def cost(
+    ref: Annotated[str | None, typer.Argument(help="The module (optional with --calibrate).")]
+    = None,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate", help="Measure ÷ model reference kernels with this machine's energy "
+        "counter (RAPL or NVML); with REF, print its calibrated estimate too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Measure a module's cost afresh: FLOPs, parameters, latency, energy per sample."""
-    measured = _registry().cost(ref)
-    if measured.flops.uncounted_ops:
+    if ref is None and not calibrate:
+        raise typer.BadParameter("give a module REF (or --calibrate)", param_hint="REF")
+    calibration = None
+    if calibrate:
+        from registry.cost.calibration import calibrate as run_calibration
+
+        calibration = run_calibration()
+    measured = _registry().cost(ref) if ref is not None else None
+    if measured is not None and measured.flops.uncounted_ops:
         typer.secho(f"warning: no FLOP formula for {', '.join(measured.flops.uncounted_ops)}; "
                     "the FLOP count leaves them out", fg=typer.colors.YELLOW, err=True)
+    modeled = measured.modeled if measured is not None else None
+    calibrated = (modeled.j_per_sample * calibration.ratio
+                  if modeled is not None and calibration is not None else None)
     if as_json:
-        _print_json(measured.to_dict())
+        data = measured.to_dict() if measured is not None else {}
+        if calibration is not None:
+            data["calibration"] = calibration.model_dump()
+            data["energy_calibrated_j_per_sample"] = calibrated
+        _print_json(data)
         return
-    latency = measured.latency
+    if measured is not None:
+        _print_cost(measured)
+    if calibration is not None:
+        typer.echo(f"calibration:           ratio {calibration.ratio:.4g} measured/modeled "
+                   f"({calibration.method} ÷ modeled:{calibration.table}, geometric mean)")
+        for name, ratio in calibration.kernels.items():
+            typer.echo(f"  kernel {name + ':':<14} {ratio:.4g}")
+        typer.echo(f"calibrated on:         {calibration.hardware or 'hardware not named'}")
+    if calibrated is not None:
+        typer.echo(f"calibrated estimate:   {calibrated:.4g} J/sample (modeled × ratio)")
+
+
+def _print_cost(measured: Any) -> None:
+    latency, modeled = measured.latency, measured.modeled
     typer.echo(f"flops/sample:          {measured.flops.forward} forward, "
                f"{measured.flops.forward_backward} forward+backward")
     typer.echo(f"params:                {measured.params}")
     typer.echo(f"latency/sample:        {latency.ns_per_sample:.4g} ns (batch {latency.batch}, "
                f"spread {latency.spread:.0%}, {latency.calls} calls)")
+    if modeled is not None:
+        typer.echo(f"energy/sample:         {modeled.j_per_sample:.4g} J ({modeled.method} "
+                   f"v{modeled.table_version}, batch {modeled.batch})")
     typer.echo(f"energy/sample:         {measured.energy_j_per_sample:.4g} J "
                f"({measured.energy_method})")
     typer.echo(f"hardware:              {latency.hardware}")

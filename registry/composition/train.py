@@ -40,6 +40,15 @@ class TrainResult:
     metrics: dict[str, float]  # on the validation split
     history: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    # modeled energy of forward+backward per sample (optimiser excluded); × samples_seen
+    modeled_per_sample: Any = None  # registry.cost.modeled.ModeledEnergy
+
+    @property
+    def modeled_energy_j(self) -> float | None:
+        """Modeled training energy: forward+backward per sample × samples seen."""
+        if self.modeled_per_sample is None:
+            return None
+        return float(self.modeled_per_sample.j_per_sample * self.samples_seen)
 
 
 def rate_inputs(net: ComposedModule, data: Mapping[str, np.ndarray]) -> list[str]:
@@ -90,6 +99,7 @@ def train_composite(
     `log(metrics, step)` receives per-epoch metrics (e.g. an MLflow run's `log_metrics`).
     """
     from registry.cost.flops import count_module_flops
+    from registry.cost.modeled import model_energy
     from registry.evaluation import compute_metrics
 
     params = [p for p in net.parameters() if p.requires_grad]
@@ -104,7 +114,9 @@ def train_composite(
     n_val = max(1, int(len(x) * validation))
     val, fit = order[:n_val], order[n_val:]
     scale = y[fit].std(0).clamp_min(1e-12)
-    per_sample = _training_flops_per_sample(net, x[:16], target, count_module_flops)
+    trained = _trained_function(net, target)
+    per_sample = int(count_module_flops(trained, x[:16]).forward_backward or 0)
+    modeled = model_energy(trained, x[:batch], backward=True)  # one optimiser batch
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max_epochs)
     history: list[float] = []
@@ -137,13 +149,14 @@ def train_composite(
             stopped = True
             break
     bar(None, None)
-    return TrainResult(epoch, steps, seen, float(per_sample * seen), metrics, history, stopped)
+    return TrainResult(epoch, steps, seen, float(per_sample * seen), metrics, history, stopped,
+                       modeled)
 
 
-def _training_flops_per_sample(net: ComposedModule, x: torch.Tensor, target: Target,
-                               count: Any) -> int:
+def _trained_function(net: ComposedModule, target: Target) -> torch.nn.Module:
+    """The function training differentiates: the composite, or its rates."""
     if target == "outputs":
-        return int(count(net, x).forward_backward or 0)
+        return net
 
     class _Rates(torch.nn.Module):
         def __init__(self) -> None:
@@ -153,7 +166,7 @@ def _training_flops_per_sample(net: ComposedModule, x: torch.Tensor, target: Tar
         def forward(self, z: torch.Tensor) -> torch.Tensor:
             return net.rates(z)
 
-    return int(count(_Rates(), x).forward_backward or 0)
+    return _Rates()
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -188,8 +201,13 @@ class TrainReport:
 
     def training_cost(self) -> Any:
         """The manifest's `cost.training` for this run (energy, CO2, FLOPs)."""
-        return self.energy.to_training_cost().model_copy(
-            update={"flops": self.result.train_flops})
+        from registry.cost.measure import to_modeled
+
+        modeled = self.result.modeled_per_sample
+        return self.energy.to_training_cost().model_copy(update={
+            "flops": self.result.train_flops,
+            "energy_modeled": (to_modeled(modeled, samples=self.result.samples_seen)
+                               if modeled is not None else None)})
 
 
 def train_tracked(net: ComposedModule, data: Mapping[str, Any], *, root: Any,
@@ -211,6 +229,7 @@ def train_tracked(net: ComposedModule, data: Mapping[str, Any], *, root: Any,
                                      **options)
         energy = tracker.report
         run.log_metrics({"train_flops": result.train_flops, "train_energy_j": energy.energy_j,
+                         "train_energy_modeled_j": result.modeled_energy_j or 0.0,
                          "train_cpu_s": energy.cpu_s, "train_co2_kg": energy.co2_kg,
                          "epochs": result.epochs})
         run.set_tags({"energy_method": energy.method})

@@ -165,8 +165,32 @@ class Measured(_Strict):
     hardware: str | None = None
 
 
+class Modeled(_Strict):
+    """Modeled energy (`registry.cost.modeled`): exact and machine independent."""
+
+    value: float  # joules per sample (inference) or in all (training)
+    method: Annotated[str, Field(pattern=r"^modeled:[a-z0-9-]+$")]
+    table_version: str
+    batch: int
+    ops_j: float | None = None
+    bytes_j: float | None = None
+    samples: int | None = None  # training: samples seen
+    unpriced: list[str] = Field(default_factory=list)
+
+
+class Calibration(_Strict):
+    """Measured ÷ modeled energy of reference kernels on one machine (`cost --calibrate`)."""
+
+    ratio: float
+    method: str  # how the measured side was measured (measured:rapl, measured:nvml)
+    hardware: str | None = None
+    table: str
+    kernels: dict[str, float] = Field(default_factory=dict)  # kernel -> its own ratio
+
+
 class TrainingCost(_Strict):
     energy_j: float | None = None
+    energy_modeled: Modeled | None = None
     co2_kg: float | None = None
     duration_s: float | None = None
     cpu_s: float | None = None
@@ -184,6 +208,8 @@ class Cost(_Strict):
     uncounted_ops: list[str] = Field(default_factory=list)
     latency_ns_per_sample: Measured | None = None
     energy_j_per_sample: Measured | None = None
+    energy_modeled_j_per_sample: Modeled | None = None
+    calibration: Calibration | None = None
     training: TrainingCost | None = None
 
 
@@ -199,6 +225,10 @@ class Budget(_Strict):
     max_params: int | None = None
     max_energy_j_per_sample: float | None = None
     max_training_energy_j: float | None = None
+    # which figure the energy budgets bind (unset: modeled, exact and gated on every
+    # machine); measured: gated where a counter measured it, within MEASURED_TOLERANCE
+    energy_figure: Literal["modeled", "measured"] | None = None
+    training_energy_figure: Literal["modeled", "measured"] | None = None
     min_r2: float | None = None
     max_rmse: float | None = None
     max_nrmse: float | None = None

@@ -4,7 +4,9 @@
 `registry cost REF` prints afresh. FLOPs are exact (equations from their op
 tree, cross-checked in torch; networks in torch); latency and energy are
 measured on this machine, and energy says how (`measured:rapl`, or
-`estimated:power_model` where no counter exists).
+`estimated:power_model` where no counter exists). Beside it, the modeled
+energy (`registry.cost.modeled`): exact and the same on every machine, from
+the counted operations and bytes at `MODELED_BATCH`.
 
 Example:
     >>> measure_cost(module, manifest).flops.forward
@@ -18,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from registry.cost.flops import FlopCount, count_equation_flops, count_module_flops
 from registry.cost.latency import Latency, measure_latency, time_calls
+from registry.cost.modeled import DEFAULT_TABLE, MODELED_BATCH, ModeledEnergy, model_energy
 
 if TYPE_CHECKING:
     import torch
 
     from registry.core.manifest import Cost, Manifest
 
-__all__ = ["ModuleCost", "count_flops", "measure_cost"]
+__all__ = ["ModuleCost", "count_flops", "measure_cost", "model_module_energy", "to_modeled"]
 
 LATENCY_BATCH = 4096
 FLOP_BATCH = 16
@@ -38,6 +41,7 @@ class ModuleCost:
     energy_j_per_sample: float
     energy_method: str
     energy_hardware: str
+    modeled: ModeledEnergy | None = None
 
     def to_cost(self, previous: Cost | None = None) -> Cost:
         """The manifest's `cost` section (keeping a recorded `training` cost)."""
@@ -52,6 +56,8 @@ class ModuleCost:
             energy_j_per_sample=Measured(value=float(f"{self.energy_j_per_sample:.4g}"),
                                          batch=self.latency.batch, method=self.energy_method,
                                          hardware=self.energy_hardware),
+            energy_modeled_j_per_sample=to_modeled(self.modeled) if self.modeled else None,
+            calibration=previous.calibration if previous else None,
             training=previous.training if previous else None,
         )
 
@@ -60,7 +66,8 @@ class ModuleCost:
                 "latency_ns_per_sample": _rounded(self.latency.to_dict()),
                 "energy_j_per_sample": {"value": self.energy_j_per_sample,
                                         "method": self.energy_method,
-                                        "hardware": self.energy_hardware}}
+                                        "hardware": self.energy_hardware},
+                "energy_modeled_j_per_sample": self.modeled.to_dict() if self.modeled else None}
 
 
 def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
@@ -82,7 +89,33 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
     report = tracker.report
     assert report is not None
     return ModuleCost(flops, params, latency, report.energy_j / (calls * batch), report.method,
-                      report.hardware)
+                      report.hardware, model_module_energy(module, manifest))
+
+
+def model_module_energy(module: torch.nn.Module, manifest: Manifest, *,
+                        table: str = DEFAULT_TABLE, backward: bool = False) -> ModeledEnergy:
+    """The modeled energy per sample on fixed inputs: the first MODELED_BATCH of the seed-0
+    draw from the declared ranges (the gate recomputes it on the same ones)."""
+    import torch
+
+    from registry.core.manifest import Sample
+    from registry.evaluation import sample_inputs
+
+    drawn = sample_inputs(manifest, Sample(n=max(LATENCY_BATCH, MODELED_BATCH), seed=0),
+                          where=manifest.ref)
+    x = torch.as_tensor(drawn[:MODELED_BATCH], dtype=torch.float32)
+    return model_energy(module, x, table=table, backward=backward)
+
+
+def to_modeled(energy: ModeledEnergy, *, samples: int | None = None) -> Any:
+    """The manifest's `Modeled` record (per sample; with `samples`, the total over them)."""
+    from registry.core.manifest import Modeled
+
+    scale = samples if samples is not None else 1
+    return Modeled(value=energy.j_per_sample * scale, method=energy.method,
+                   table_version=energy.table_version, batch=energy.batch,
+                   ops_j=energy.ops_j * scale, bytes_j=energy.bytes_j * scale,
+                   samples=samples, unpriced=list(energy.unpriced))
 
 
 def count_flops(module: torch.nn.Module, manifest: Manifest,

@@ -1,9 +1,16 @@
 """Budget verdicts: the one rule, used by the gate and by the web pages.
 
 A budget line compares one figure with its limit: `pass` or `fail`; `none`
-when there is no figure; `info` for an energy figure that was estimated, not
-measured (reported, never gated: a CPU-seconds × watts estimate is noisy).
-Accuracy, FLOPs and parameters are exact and always gated.
+when there is no figure. Accuracy, FLOPs and parameters are exact and always
+gated. An energy budget binds the figure `budget.energy_figure` (and
+`training_energy_figure`) names:
+
+- `modeled` (the default): exact and machine independent (`modeled:<table>`),
+  gated with no tolerance, the same verdict on every machine;
+- `measured`: gated where a hardware counter measured it (`measured:rapl`,
+  `measured:nvml`), failing only beyond `MEASURED_TOLERANCE` over the limit
+  (counters are noisy); an estimate (`estimated:*`, CPU-seconds × watts) is
+  `info`: reported, never gated.
 
 Example:
     >>> [v.verdict for v in verdicts(manifest, recorded_figures(manifest))]
@@ -18,7 +25,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from registry.core.manifest import Manifest
 
-__all__ = ["BUDGETS", "Budget", "BudgetVerdict", "recorded_figures", "verdicts"]
+__all__ = ["BUDGETS", "MEASURED_TOLERANCE", "Budget", "BudgetVerdict", "energy_figures",
+           "recorded_figures", "verdicts"]
+
+MEASURED_TOLERANCE = 0.10  # a measured energy fails only 10 % over its limit
 
 Figures = dict[str, tuple[float | None, str | None]]  # figure -> (value, method)
 
@@ -72,16 +82,33 @@ def is_estimate(method: str | None) -> bool:
 def recorded_figures(manifest: Manifest) -> Figures:
     """The figures a manifest records, with how each was obtained."""
     cost, metrics = manifest.cost, (manifest.evaluation.metrics if manifest.evaluation else {})
-    energy, training = cost.energy_j_per_sample, cost.training
     figures: Figures = {
         "flops": (cost.flops_per_sample, "exact"),
         "params": (cost.params, "exact"),
-        "energy": (energy.value if energy else None, energy.method if energy else None),
-        "training_energy": (training.energy_j if training else None,
-                            training.method if training else None),
+        **energy_figures(manifest),
     }
     for metric in ("r2", "rmse", "nrmse", "max_rel_error"):
         figures[metric] = (metrics.get(metric), "evaluation")
+    return figures
+
+
+def energy_figures(manifest: Manifest) -> Figures:
+    """Every recorded energy figure (`energy:modeled`, `energy:measured`, and the same for
+    `training_energy`), and under `energy` / `training_energy` the one the budget binds."""
+    cost, budget = manifest.cost, manifest.budget
+    measured, modeled, training = (cost.energy_j_per_sample, cost.energy_modeled_j_per_sample,
+                                   cost.training)
+    trained = training.energy_modeled if training else None
+    figures: Figures = {
+        "energy:modeled": (modeled.value, modeled.method) if modeled else (None, None),
+        "energy:measured": (measured.value, measured.method) if measured else (None, None),
+        "training_energy:modeled": (trained.value, trained.method) if trained else (None, None),
+        "training_energy:measured": ((training.energy_j, training.method) if training
+                                     else (None, None)),
+    }
+    figures["energy"] = figures[f"energy:{budget.energy_figure or 'modeled'}"]
+    figures["training_energy"] = figures[
+        f"training_energy:{budget.training_energy_figure or 'modeled'}"]
     return figures
 
 
@@ -97,7 +124,12 @@ def verdicts(manifest: Manifest, figures: Figures) -> list[BudgetVerdict]:
             found.append(BudgetVerdict(budget, limit, None, method, "none", None))
             continue
         within = value <= limit if budget.bound == "max" else value >= limit
-        gated = not budget.energy or (method or "").startswith("measured:")
-        verdict = ("pass" if within else "fail") if gated else "info"
+        how = method or ""
+        if not budget.energy or how.startswith("modeled:"):
+            verdict = "pass" if within else "fail"  # exact: no tolerance
+        elif how.startswith("measured:"):
+            verdict = "pass" if value <= limit * (1 + MEASURED_TOLERANCE) else "fail"
+        else:
+            verdict = "info"  # an estimate: reported, never gated
         found.append(BudgetVerdict(budget, limit, value, method, verdict, within))
     return found

@@ -21,6 +21,7 @@ name (`regression:r2`, `regression:flops_per_sample`, …) with a reason.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -117,7 +118,9 @@ def check_module(store: LocalStore, loader: Loader, name: str, *, base: Manifest
         results += [CheckResult(c, "skip", detail="the module could not be measured")
                     for c in ("budget", "regression")]
         return ModuleReport(name, version, change, results)
-    results += _guarded("budget", lambda: _budget(manifest, measured))
+    from registry.gate.budget_check import budget_results
+
+    results += _guarded("budget", lambda: budget_results(manifest, measured))
     results += _guarded("regression", lambda: _regression(manifest, base, measured))
     return ModuleReport(name, version, change, results)
 
@@ -280,7 +283,7 @@ def _accuracy(loader: Loader, resolved: Resolved,
 def _compute(loader: Loader, resolved: Resolved,
              measured: dict[str, Any]) -> Iterator[CheckResult]:
     """Count FLOPs and parameters afresh (exact); nothing reported here on its own."""
-    from registry.cost.measure import count_flops
+    from registry.cost.measure import count_flops, model_module_energy
 
     manifest = resolved.manifest
     module = loader.build(resolved)
@@ -291,49 +294,16 @@ def _compute(loader: Loader, resolved: Resolved,
         yield CheckResult("cost:flops_per_sample", "fail", value=str(measured["flops"]),
                           budget=f"recorded {recorded}",
                           detail="the recorded FLOPs are stale; re-register to measure them")
+    energy = model_module_energy(module, manifest)
+    measured["energy:modeled"] = (energy.j_per_sample, energy.method)
+    kept = manifest.cost.energy_modeled_j_per_sample
+    if kept is not None and kept.method == energy.method and not math.isclose(
+            kept.value, energy.j_per_sample, rel_tol=1e-9):
+        yield CheckResult("cost:energy_modeled_j_per_sample", "fail",
+                          value=f"{_g(energy.j_per_sample)} J",
+                          budget=f"recorded {_g(kept.value)} J",
+                          detail="the recorded modeled energy is stale; re-register to model it")
     return
-
-
-def _budget(manifest: Manifest, measured: dict[str, Any]) -> Iterator[CheckResult]:
-    from registry.gate.budgets import recorded_figures, verdicts
-
-    metrics = measured.get("metrics", {})
-    figures = recorded_figures(manifest)  # energies as recorded; the rest measured afresh
-    figures.update({m: (metrics.get(m), "evaluation") for m in ("r2", "nrmse", "rmse",
-                                                               "max_rel_error")})
-    figures["flops"] = (measured["flops"], "exact")
-    figures["params"] = (measured["params"], "exact")
-    found = verdicts(manifest, figures)
-    for v in found:
-        key, check = v.budget.key, f"budget:{v.budget.key}"
-        if v.budget.energy:
-            limit = f"≤ {_g(v.limit)} J"
-            if v.value is None:
-                yield CheckResult(check, "fail", budget=limit,
-                                  detail="no recorded figure; register (or train) the module to "
-                                         "measure it")
-                continue
-            yield CheckResult(check, v.verdict, value=f"{_g(v.value)} J ({v.method})",
-                              budget=limit,
-                              detail="" if v.verdict != "info" else "estimated, not measured: "
-                              "reported, not gated" + ("" if v.within else " (over budget)"))
-        elif v.budget.figure in ("flops", "params"):
-            assert v.value is not None
-            value = int(v.value)
-            what = "FLOPs per sample" if v.budget.figure == "flops" else "parameters"
-            yield CheckResult(check, v.verdict, value=str(value), budget=f"≤ {int(v.limit)}",
-                              detail="" if v.within else f"{manifest.name}: {value} {what} "
-                              f"exceed the budget {key}: {int(v.limit)}")
-        elif v.value is None:
-            yield CheckResult(check, "fail", budget=_g(v.limit),
-                              detail=f"{v.budget.figure} could not be measured")
-        else:
-            yield CheckResult(check, v.verdict, value=_g(v.value),
-                              budget=f"{v.symbol} {_g(v.limit)}",
-                              detail="" if v.within else f"{manifest.name}: {v.budget.figure} "
-                              f"{_g(v.value)} misses the budget {key}: {_g(v.limit)}")
-    if not found:
-        yield CheckResult("budget", "skip", detail="no budget declared")
 
 
 def _accepted(manifest: Manifest, check: str) -> str | None:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GateReport", "run_gate", "write_step_summary"]
 
-GATE_VERSION = "3"  # bump when checks change meaning: invalidates the cache
+GATE_VERSION = "4"  # bump when checks change meaning: invalidates the cache
 CACHE_DIR = ".registry/gate-cache"
 _ICONS = {"pass": "✅ pass", "fail": "❌ fail", "info": "ℹ️ info", "skip": "– skip"}
 

@@ -12,7 +12,10 @@
 
 Pages read through `app.state.registry`, as the CLI does: search through
 `Registry.search`, budget verdicts from `registry.gate.budgets` (the gate's own
-rule: an estimated energy figure is reported, not gated). Templates are
+rule: the energy budget binds the modeled figure unless the budget says
+`measured`; an estimated figure is reported, not gated). The cost table shows
+the modeled, the measured (or estimated) and, where `cost.calibration` is
+recorded, the calibrated energy side by side, each with its method. Templates are
 autoescaped. The one piece of markup built in Python is an equation's MathML,
 printed by sympy from the tree the safe parser builds: its names are
 identifiers and its numbers numbers, so no manifest text reaches the page raw.

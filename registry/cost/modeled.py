@@ -1,0 +1,292 @@
+"""Modeled energy: exact and machine independent, like the FLOP count.
+
+    energy per sample = Σ ops (count × pJ per op for its dtype)
+                      + Σ ops (bytes read and written × pJ per byte of the memory
+                               level the op's working set fits in)
+
+over every aten op a forward (or forward+backward) pass runs, at a fixed batch
+(`MODELED_BATCH`, recorded): weights are read once per op call per batch and
+activations per sample, so dividing the batch's totals by the batch size is
+the honest per-sample figure. An op's working set is the bytes it reads and
+writes in that call; the first memory level that holds it prices its bytes.
+
+Arithmetic is split into additions and multiplications per output element
+(`OP_SPLIT`), consistent with the FLOP weights of `registry.cost.flops`: a
+matmul (m×k)(k×n) is m·k·n multiplies and m·k·n adds; `exp` (8 FLOPs) is 4
+adds and 4 multiplies. Division is priced as a multiply (the table has no
+divider; labelled). Views move nothing and cost nothing; copies move bytes.
+Ops or dtypes the table cannot price are listed in `unpriced`, never 0
+silently.
+
+Tables (`TABLES`, selectable by name, recorded as `modeled:<name>` with the
+table's version):
+
+- `horowitz-45nm` — M. Horowitz, "Computing's energy problem (and what we can
+  do about it)", ISSCC 2014, 45 nm, 0.9 V. Integer add 8-bit 0.03 pJ, 32-bit
+  0.1 pJ; integer multiply 8-bit 0.2 pJ, 32-bit 3.1 pJ; float add 16-bit
+  0.4 pJ, 32-bit 0.9 pJ; float multiply 16-bit 1.1 pJ, 32-bit 3.7 pJ; a 64-bit
+  memory access 10 pJ (8 KB cache), 20 pJ (32 KB), 100 pJ (1 MB), 1.3–2.6 nJ
+  (DRAM; the low end is used). float64 is not in the table: it is priced at
+  2× (add) and 4× (multiply) float32, the width scaling of the table's own
+  16→32-bit entries, and labelled so in `assumptions`.
+
+Example:
+    >>> model_energy(module, x).j_per_sample
+    1.2e-10
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DEFAULT_TABLE", "MODELED_BATCH", "OP_SPLIT", "TABLES", "EnergyTable", "MemoryLevel",
+           "ModeledEnergy", "energy_table", "model_energy", "model_traffic"]
+
+MODELED_BATCH = 1024
+DEFAULT_TABLE = "horowitz-45nm"
+
+# per output element: (additions, multiplications); the sum is the op's FLOP weight
+OP_SPLIT: dict[str, tuple[int, int]] = {
+    "add": (1, 0), "sub": (1, 0), "rsub": (1, 0), "neg": (1, 0), "abs": (1, 0), "relu": (1, 0),
+    "mul": (0, 1), "div": (0, 1), "reciprocal": (0, 1), "square": (0, 1), "cube": (0, 2),
+    "sqrt": (2, 2), "rsqrt": (2, 2),
+    **{f: (4, 4) for f in ("exp", "log", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+                           "cosh", "tanh")},
+    "pow": (8, 9), "sigmoid": (5, 5), "silu": (5, 6), "gelu": (6, 6), "softplus": (8, 9),
+    **{f: (1, 0) for f in ("eq", "ne", "ge", "gt", "le", "lt", "logical_and", "logical_or",
+                           "logical_not", "bitwise_and", "bitwise_or", "where", "sign", "sgn",
+                           "maximum", "minimum", "clamp", "threshold_backward")},
+    "tanh_backward": (1, 2), "sigmoid_backward": (1, 2),
+}
+_MATMUL = frozenset(["mm", "addmm", "bmm"])
+_REDUCTIONS = frozenset(["sum", "any", "all", "argmax", "amax", "amin"])
+# ops that only reinterpret a tensor: no arithmetic, no bytes
+_VIEWS = frozenset([
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "t", "transpose", "permute", "expand",
+    "alias", "as_strided", "unsqueeze", "squeeze", "unbind", "split", "split_with_sizes",
+    "select", "slice", "detach", "lift_fresh", "_local_scalar_dense", "view_copy",
+])
+# ops that create or move data without arithmetic: bytes only
+_MOVES = frozenset([
+    "arange", "index", "index_put", "stack", "cat", "expand_copy", "clone", "copy_", "_to_copy",
+    "full", "full_like", "zeros", "zeros_like", "ones", "ones_like", "empty", "empty_like",
+    "empty_strided", "new_ones", "new_zeros", "new_empty", "new_empty_strided", "new_full",
+    "fill_", "zero_", "scalar_tensor", "select_backward", "slice_backward", "index_select",
+    "gather",
+])
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    name: str
+    capacity_bytes: int | None  # None: the last level (DRAM), holds anything
+    pj_per_byte: float
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    name: str
+    version: str
+    source: str
+    op_pj: Mapping[tuple[str, str], float]  # ("add" | "mul", dtype) -> pJ per op
+    levels: tuple[MemoryLevel, ...]  # by capacity, smallest first
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        return f"modeled:{self.name}"
+
+    def level_for(self, working_set_bytes: int) -> MemoryLevel:
+        for level in self.levels:
+            if level.capacity_bytes is None or working_set_bytes <= level.capacity_bytes:
+                return level
+        return self.levels[-1]
+
+
+_HOROWITZ_OPS = {
+    ("add", "int8"): 0.03, ("add", "int32"): 0.1, ("mul", "int8"): 0.2, ("mul", "int32"): 3.1,
+    ("add", "float16"): 0.4, ("add", "float32"): 0.9,
+    ("mul", "float16"): 1.1, ("mul", "float32"): 3.7,
+    # not in the table: float64 at the width scaling of its 16→32-bit float entries
+    ("add", "float64"): 2 * 0.9, ("mul", "float64"): 4 * 3.7,
+}
+
+TABLES: dict[str, EnergyTable] = {
+    "horowitz-45nm": EnergyTable(
+        name="horowitz-45nm", version="1",
+        source="M. Horowitz, \"Computing's energy problem (and what we can do about it)\", "
+               "ISSCC 2014, 45 nm, 0.9 V",
+        op_pj=_HOROWITZ_OPS,
+        levels=(MemoryLevel("cache-8KB", 8 * 1024, 10 / 8),
+                MemoryLevel("cache-32KB", 32 * 1024, 20 / 8),
+                MemoryLevel("cache-1MB", 1024 * 1024, 100 / 8),
+                MemoryLevel("dram", None, 1300 / 8)),
+        assumptions=("division priced as a multiply", "float64 add 2x, multiply 4x float32",
+                     "DRAM at the low end of 1.3-2.6 nJ per 64-bit access")),
+}
+
+
+def energy_table(name: str = DEFAULT_TABLE) -> EnergyTable:
+    try:
+        return TABLES[name]
+    except KeyError:
+        from registry.errors import RegistryError
+
+        raise RegistryError(f"no energy table `{name}`; the tables are "
+                            f"{', '.join(sorted(TABLES))}") from None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What a pass does, per sample: arithmetic by (kind, dtype), bytes by memory level."""
+
+    batch: int
+    ops: Mapping[tuple[str, str], float]  # ("add" | "mul", dtype) -> count per sample
+    bytes: Mapping[str, float]  # memory level -> bytes per sample
+    unpriced: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModeledEnergy:
+    j_per_sample: float
+    ops_j: float
+    bytes_j: float
+    batch: int
+    table: str
+    table_version: str
+    traffic: Traffic
+    unpriced: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        return f"modeled:{self.table}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.j_per_sample, "method": self.method,
+                "table_version": self.table_version, "batch": self.batch,
+                "ops_j": self.ops_j, "bytes_j": self.bytes_j,
+                "ops": {f"{k}:{d}": v for (k, d), v in sorted(self.traffic.ops.items())},
+                "bytes": dict(sorted(self.traffic.bytes.items())),
+                "unpriced": list(self.unpriced)}
+
+
+def model_energy(module: torch.nn.Module, example: torch.Tensor, *,
+                 table: str = DEFAULT_TABLE, backward: bool = False) -> ModeledEnergy:
+    """The modeled energy per sample of `module` on the batch `example`."""
+    priced = energy_table(table)
+    traffic = model_traffic(module, example, table=priced, backward=backward)
+    return price(traffic, priced)
+
+
+def price(traffic: Traffic, table: EnergyTable) -> ModeledEnergy:
+    unpriced = set(traffic.unpriced)
+    ops_pj = 0.0
+    for (kind, dtype), count in traffic.ops.items():
+        pj = table.op_pj.get((kind, dtype))
+        if pj is None:
+            unpriced.add(f"{kind}:{dtype}")
+            continue
+        ops_pj += count * pj
+    levels = {level.name: level for level in table.levels}
+    bytes_pj = sum(n * levels[name].pj_per_byte for name, n in traffic.bytes.items())
+    ops_j, bytes_j = ops_pj * 1e-12, bytes_pj * 1e-12
+    return ModeledEnergy(ops_j + bytes_j, ops_j, bytes_j, traffic.batch, table.name,
+                         table.version, traffic, tuple(sorted(unpriced)))
+
+
+def model_traffic(module: torch.nn.Module, example: torch.Tensor, *, table: EnergyTable,
+                  backward: bool = False) -> Traffic:
+    """Count arithmetic and bytes of a forward (or forward+backward) pass on `example`."""
+    import torch
+
+    def forward() -> None:
+        with torch.no_grad():
+            module(example)
+
+    def forward_backward() -> None:
+        x = example.detach().clone().requires_grad_(True)
+        out = module(x)
+        out.backward(torch.ones_like(out))
+
+    ops, moved, unpriced = _record(forward_backward if backward else forward, table)
+    batch = int(example.shape[0])
+    return Traffic(batch, {k: v / batch for k, v in sorted(ops.items())},
+                   {k: v / batch for k, v in sorted(moved.items())}, tuple(sorted(unpriced)))
+
+
+def _record(body: Callable[[], None],
+            table: EnergyTable) -> tuple[Counter[tuple[str, str]], Counter[str], set[str]]:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    ops: Counter[tuple[str, str]] = Counter()
+    moved: Counter[str] = Counter()
+    unpriced: set[str] = set()
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            name = func._overloadpacket.__name__
+            if name in _VIEWS:
+                return out
+            inputs = [t for t in tree_flatten((args, kwargs or {}))[0]
+                      if isinstance(t, torch.Tensor)]
+            outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            working = sum(map(_nbytes, inputs)) + sum(map(_nbytes, outputs))
+            if working:
+                moved[table.level_for(working).name] += working
+            if name in _MOVES:
+                return out
+            dtype = str((inputs or outputs)[0].dtype).removeprefix("torch.") if (
+                inputs or outputs) else "float32"
+            counted = _arithmetic(name, inputs, outputs)
+            if counted is None:
+                unpriced.add(name)
+                return out
+            adds, muls = counted
+            if adds:
+                ops[("add", dtype)] += adds
+            if muls:
+                ops[("mul", dtype)] += muls
+            return out
+
+    with Recorder():
+        body()
+    return ops, moved, unpriced
+
+
+def _arithmetic(name: str, inputs: list[Any], outputs: list[Any]) -> tuple[int, int] | None:
+    """(additions, multiplications) of one op call; None when there is no formula."""
+    if name in _MATMUL:
+        a, b = (inputs[1], inputs[2]) if name == "addmm" else (inputs[0], inputs[1])
+        *lead, m, k = a.shape
+        n = b.shape[-1]
+        products = math.prod(lead) * m * k * n
+        return products + (m * n if name == "addmm" else 0), products
+    if name in _REDUCTIONS:
+        total = inputs[0].numel() - (outputs[0].numel() if outputs else 1)
+        return max(total, 0), 0
+    split = OP_SPLIT.get(name.removesuffix("_"))
+    if split is None:
+        return None
+    elements = outputs[0].numel() if outputs else 0
+    return split[0] * elements, split[1] * elements
+
+
+def _nbytes(tensor: Any) -> int:
+    """Bytes a tensor occupies: its elements, or less when it is a broadcast view."""
+    size = tensor.numel() * tensor.element_size()
+    try:
+        return min(size, tensor.untyped_storage().nbytes())
+    except (RuntimeError, NotImplementedError):  # tensors without storage
+        return size
+
