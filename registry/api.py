@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.catalog import SearchQuery, WorkspaceModule
-from registry.core.manifest import MANIFEST_FILE, Manifest, load_manifest
+from registry.core.manifest import Manifest
 from registry.core.reference import Version, parse_reference
 from registry.errors import RegistryError
 from registry.loading import Loader
@@ -152,7 +152,7 @@ class Registry:
         modules = [row for row in self.store.latest(kind) if query.matches_row(row)]
         pending = []
         for name in self.store.unregistered():
-            entry = self._workspace_module(name)
+            entry = WorkspaceModule.read(self.root, name)
             if entry.error is not None:
                 if not query.by_content and query.matches_text(name, None):
                     pending.append(entry)
@@ -160,29 +160,18 @@ class Registry:
                 pending.append(entry)
         return SearchResult(modules, pending)
 
-    def _workspace_module(self, name: str) -> WorkspaceModule:
-        if self.root is None:
-            return WorkspaceModule(name=name)
-        try:
-            manifest = load_manifest(self.root / MODULES_DIR / name / MANIFEST_FILE)
-        except RegistryError as exc:
-            return WorkspaceModule(name=name, error=str(exc))
-        return WorkspaceModule(name=name, version=manifest.version, kind=manifest.kind,
-                               summary=manifest.summary, inputs=manifest.port_units("inputs"),
-                               outputs=manifest.port_units("outputs"))
-
     def lineage(self, ref: str) -> LineageNode:
         """Where `ref` came from: teachers (down to a composite's node) and parents."""
         from registry.lineage import lineage
 
         return lineage(self.store.resolve, ref)
 
-    def cost(self, ref: str) -> ModuleCost:
-        """Measure the module's cost afresh: FLOPs, parameters, latency, energy per sample."""
+    def cost(self, ref: str, *, table: str | None = None) -> ModuleCost:
+        """Measure the cost afresh: FLOPs, parameters, latency, energy (modeled with `table`)."""
         from registry.cost.measure import measure_cost
 
         resolved = self.store.resolve(ref)
-        return measure_cost(self.loader.build(resolved), resolved.manifest)
+        return measure_cost(self.loader.build(resolved), resolved.manifest, table=table)
 
     def evaluate(self, ref: str) -> dict[str, float]:
         """Recompute accuracy metrics from the module's `evaluation` section."""
@@ -213,7 +202,8 @@ class Registry:
 
         manifest = workspace.manifest
         module = self.loader.build(workspace)
-        update: dict[str, Any] = {"cost": measure_cost(module, manifest).to_cost(manifest.cost)}
+        update: dict[str, Any] = {"cost": measure_cost(module, manifest, root=self.root)
+                                  .to_cost(manifest.cost)}
         if manifest.evaluation is not None:
             metrics = self.loader.evaluate(workspace, module)
             update["evaluation"] = manifest.evaluation.model_copy(update={"metrics": metrics})

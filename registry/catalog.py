@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from registry.errors import RegistryError
@@ -31,6 +32,22 @@ class WorkspaceModule:
     inputs: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+
+    @classmethod
+    def read(cls, root: Path | None, name: str) -> WorkspaceModule:
+        """`modules/<name>/` of the working tree at `root` (None: a store without one)."""
+        from registry.core.manifest import MANIFEST_FILE, load_manifest
+        from registry.store.base import MODULES_DIR
+
+        if root is None:
+            return cls(name=name)
+        try:
+            manifest = load_manifest(root / MODULES_DIR / name / MANIFEST_FILE)
+        except RegistryError as exc:
+            return cls(name=name, error=str(exc))
+        return cls(name=name, version=manifest.version, kind=manifest.kind,
+                   summary=manifest.summary, inputs=manifest.port_units("inputs"),
+                   outputs=manifest.port_units("outputs"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "kind": self.kind,

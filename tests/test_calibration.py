@@ -147,8 +147,39 @@ def test_cli_calibrate_json(cli_repo: Path, rapl: float) -> None:
 
     result = CliRunner().invoke(app, ["cost", "gravity@workspace", "--calibrate", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     cal, modeled = data["calibration"], data["energy_modeled_j_per_sample"]
     assert cal["method"] == "measured:rapl" and set(cal["kernels"]) == set(MODELED_J)
     assert data["energy_calibrated_j_per_sample"] == pytest.approx(modeled["value"]
                                                                    * cal["ratio"])
+
+
+def test_a_saved_calibration_is_recorded_by_registrations_on_the_same_hardware(
+        cli_repo: Path, rapl: float) -> None:
+    import registry
+    from registry.cli.main import app
+
+    result = CliRunner().invoke(app, ["cost", "--calibrate"])
+    assert result.exit_code == 0, result.output
+    saved = cli_repo / ".registry" / "calibration.json"
+    assert f"saved to {saved}" in result.stderr
+    reg = registry.open(cli_repo)
+    cost = reg.register(cli_repo / "modules" / "gravity").manifest.cost
+    assert cost.energy_j_per_sample is not None
+    assert cost.energy_j_per_sample.method == "measured:rapl"
+    assert cost.calibration is not None and cost.calibration.method == "measured:rapl"
+    assert cost.calibration.hardware == cost.energy_j_per_sample.hardware
+    assert set(cost.calibration.kernels) == set(MODELED_J)
+
+
+def test_another_machines_calibration_is_not_recorded(tmp_path: Path) -> None:
+    from registry.core.manifest import Calibration
+    from registry.cost.calibration import save_calibration, saved_calibration
+
+    made = Calibration(ratio=12.0, method="measured:rapl", hardware="machine A",
+                       table="horowitz-45nm", kernels={"add": 12.0})
+    save_calibration(tmp_path, made)
+    assert saved_calibration(tmp_path, "machine A") == made
+    assert saved_calibration(tmp_path, "machine B") is None
+    (tmp_path / ".registry" / "calibration.json").write_text("{not json")
+    assert saved_calibration(tmp_path, "machine A") is None

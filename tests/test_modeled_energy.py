@@ -186,3 +186,77 @@ def test_modeled_figures_of_the_seed_modules_are_ordered_like_their_flops(
     assert ratio > 100 and math.isfinite(ratio)
     assert ops_ratio > ratio  # bytes narrow the gap: the equation moves bytes per op
     assert flops_ratio > 1000
+
+
+# tables by name -----------------------------------------------------------------------
+
+TABLE_FILE = """
+- name: doubled
+  version: "2"
+  source: a test table, twice Horowitz for float32
+  ops: {"add:float32": 1.8, "mul:float32": 7.4}
+  levels:
+    - {name: sram, capacity_bytes: 1048576, pj_per_byte: 2.5}
+    - {name: dram, capacity_bytes: null, pj_per_byte: 325}
+"""
+
+
+def test_a_table_from_a_file_is_selectable_by_name(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "tables.yaml"
+    path.write_text(TABLE_FILE)
+    monkeypatch.setenv("REGISTRY_ENERGY_TABLE_FILE", str(path))
+    net = _mlp()
+    x = torch.rand(8, 3)
+    doubled = model_energy(net, x, table="doubled")
+    assert doubled.method == "modeled:doubled" and doubled.table_version == "2"
+    assert doubled.j_per_sample == pytest.approx(
+        (32 * 7.4 + 37 * 1.8 + (80 + 84 / 8) * 2.5) * PJ, rel=1e-12)
+    monkeypatch.setenv("REGISTRY_ENERGY_TABLE", "doubled")
+    assert model_energy(net, x).method == "modeled:doubled"  # the default follows the env
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{}", "top level: expected a list of tables"),
+    ("- name: horowitz-45nm\n  ops: {add:float32: 1}\n", "must be new"),
+    ("- name: t\n  ops: {\"div:float32\": 1}\n", "keys are add:<dtype> or mul:<dtype>"),
+    ("- name: t\n  ops: {\"add:float32\": .nan}\n", "a finite pJ > 0"),
+    ("- name: t\n  ops: {\"add:float32\": 1}\n  levels: [{name: l, capacity_bytes: 8, "
+     "pj_per_byte: 1}]\n", "the last level with capacity_bytes: null"),
+    ("- &a {name: t}\n- *a\n", "aliases are not allowed"),
+])
+def test_a_bad_table_file_names_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          text: str, message: str) -> None:
+    path = tmp_path / "tables.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("REGISTRY_ENERGY_TABLE_FILE", str(path))
+    with pytest.raises(RegistryError, match=message) as caught:
+        energy_table("t")
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_training_budgets_bind_the_modeled_training_energy() -> None:
+    from registry.core.manifest import parse_manifest
+    from registry.gate.budgets import recorded_figures, verdicts
+
+    base = (Path(__file__).parents[1] / "modules" / "drag-net" / "module.yaml").read_text()
+    data = yaml.safe_load(base)
+    data["cost"]["training"] = {
+        "energy_j": 0.5, "method": "estimated:power_model",
+        "energy_modeled": {"value": 3.0, "method": "modeled:horowitz-45nm",
+                           "table_version": "1", "batch": 256, "samples": 10_000}}
+    data["budget"] = {"max_training_energy_j": 2.0}
+    manifest = parse_manifest(yaml.safe_dump(data))
+    [line] = verdicts(manifest, recorded_figures(manifest))
+    assert (line.verdict, line.value, line.method) == ("fail", 3.0, "modeled:horowitz-45nm")
+    data["budget"]["training_energy_figure"] = "measured"
+    manifest = parse_manifest(yaml.safe_dump(data))
+    [line] = verdicts(manifest, recorded_figures(manifest))
+    assert (line.verdict, line.value) == ("info", 0.5)  # an estimate: reported, not gated
+    data["cost"]["training"]["method"] = "measured:rapl"
+    data["cost"]["training"]["energy_j"] = 2.1  # within the 10 % a counter is allowed
+    manifest = parse_manifest(yaml.safe_dump(data))
+    assert verdicts(manifest, recorded_figures(manifest))[0].verdict == "pass"
+    data["cost"]["training"]["energy_j"] = 2.3
+    manifest = parse_manifest(yaml.safe_dump(data))
+    assert verdicts(manifest, recorded_figures(manifest))[0].verdict == "fail"

@@ -83,6 +83,9 @@ def cost(
     calibrate: Annotated[bool, typer.Option(
         "--calibrate", help="Measure ÷ model reference kernels with this machine's energy "
         "counter (RAPL or NVML); with REF, print its calibrated estimate too.")] = False,
+    table: Annotated[str | None, typer.Option(
+        help="The energy table to model with (default $REGISTRY_ENERGY_TABLE, else "
+        "horowitz-45nm).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure a module's cost afresh: FLOPs, parameters, latency, energy per sample."""
@@ -91,9 +94,13 @@ def cost(
     calibration = None
     if calibrate:
         from registry.cost.calibration import calibrate as run_calibration
+        from registry.cost.calibration import save_calibration
 
-        calibration = run_calibration()
-    measured = _registry().cost(ref) if ref is not None else None
+        calibration = run_calibration(table) if table else run_calibration()
+        saved = save_calibration(_registry().root, calibration)
+        typer.echo(f"saved to {saved}: registrations on this machine record it in "
+                   "cost.calibration", err=True)
+    measured = _registry().cost(ref, table=table) if ref is not None else None
     if measured is not None and measured.flops.uncounted_ops:
         typer.secho(f"warning: no FLOP formula for {', '.join(measured.flops.uncounted_ops)}; "
                     "the FLOP count leaves them out", fg=typer.colors.YELLOW, err=True)

@@ -15,6 +15,8 @@ It needs a hardware counter (`measured:rapl`, `measured:nvml`); where the
 energy would only be estimated (`estimated:power_model`) it refuses, since a
 ratio against an estimate would calibrate nothing. A module's calibrated
 estimate is its modeled energy × `ratio` (`registry cost REF --calibrate`).
+`registry cost --calibrate` keeps the result in `.registry/calibration.json`;
+registrations on the same hardware then record it in `cost.calibration`.
 
 Example:
     >>> calibrate().kernels
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from registry.cost.modeled import DEFAULT_TABLE, model_energy
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
     from registry.core.manifest import Calibration
     from registry.cost.energy import Meter
 
-__all__ = ["DEFAULT_REPEATS", "KERNELS", "NO_COUNTER", "Kernel", "calibrate", "kernel_ratios"]
+__all__ = ["CALIBRATION_FILE", "DEFAULT_REPEATS", "KERNELS", "NO_COUNTER", "Kernel", "calibrate",
+           "kernel_ratios", "save_calibration", "saved_calibration"]
 
 DEFAULT_REPEATS = 1000  # 0.1-0.3 s a kernel on one CPU core: many RAPL updates
 VECTOR = 1 << 20  # elements of each elementwise operand (4 MiB in float32)
@@ -150,3 +154,36 @@ def calibrate(table: str = DEFAULT_TABLE, *, repeats: int = DEFAULT_REPEATS,
     overall = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
     return Calibration(ratio=overall, method=meter.method, hardware=meter.hardware or None,
                        table=table, kernels=ratios)
+
+
+CALIBRATION_FILE = "calibration.json"  # in the repository's `.registry/` cache
+
+
+def save_calibration(root: Path, calibration: Calibration) -> Path:
+    """Keep `calibration` for this machine: registrations here record it in `cost`."""
+    import os
+
+    folder = root / ".registry"
+    folder.mkdir(exist_ok=True)
+    path = folder / CALIBRATION_FILE
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(calibration.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def saved_calibration(root: Path | None, hardware: str) -> Calibration | None:
+    """The calibration saved in `root` when it was made on `hardware`; else None (another
+    machine's ratio says nothing about this one; an unreadable file is ignored)."""
+    from pydantic import ValidationError
+
+    from registry.core.manifest import Calibration
+
+    path = root / ".registry" / CALIBRATION_FILE if root is not None else None
+    if path is None or not path.is_file() or path.stat().st_size > 1 << 16:
+        return None
+    try:
+        found = Calibration.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, UnicodeDecodeError):
+        return None
+    return found if found.hardware == hardware else None

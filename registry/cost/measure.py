@@ -16,11 +16,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.cost.flops import FlopCount, count_equation_flops, count_module_flops
 from registry.cost.latency import Latency, measure_latency, time_calls
-from registry.cost.modeled import DEFAULT_TABLE, MODELED_BATCH, ModeledEnergy, model_energy
+from registry.cost.modeled import MODELED_BATCH, ModeledEnergy, model_energy
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +43,7 @@ class ModuleCost:
     energy_method: str
     energy_hardware: str
     modeled: ModeledEnergy | None = None
+    calibration: Any = None  # this machine's saved `Calibration`, if one was made here
 
     def to_cost(self, previous: Cost | None = None) -> Cost:
         """The manifest's `cost` section (keeping a recorded `training` cost)."""
@@ -57,7 +59,7 @@ class ModuleCost:
                                          batch=self.latency.batch, method=self.energy_method,
                                          hardware=self.energy_hardware),
             energy_modeled_j_per_sample=to_modeled(self.modeled) if self.modeled else None,
-            calibration=previous.calibration if previous else None,
+            calibration=self.calibration,
             training=previous.training if previous else None,
         )
 
@@ -70,12 +72,14 @@ class ModuleCost:
                 "energy_modeled_j_per_sample": self.modeled.to_dict() if self.modeled else None}
 
 
-def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
-                 batch: int = LATENCY_BATCH) -> ModuleCost:
-    """Measure `module` (built from `manifest`) on inputs sampled from its declared ranges."""
+def measure_cost(module: torch.nn.Module, manifest: Manifest, *, batch: int = LATENCY_BATCH,
+                 table: str | None = None, root: Path | None = None) -> ModuleCost:
+    """Measure `module` (built from `manifest`) on inputs sampled from its declared ranges;
+    with the repository `root`, a calibration saved there for this hardware comes along."""
     import torch
 
     from registry.core.manifest import Sample
+    from registry.cost.calibration import saved_calibration
     from registry.cost.energy import track_energy
     from registry.evaluation import sample_inputs
 
@@ -89,11 +93,12 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *,
     report = tracker.report
     assert report is not None
     return ModuleCost(flops, params, latency, report.energy_j / (calls * batch), report.method,
-                      report.hardware, model_module_energy(module, manifest))
+                      report.hardware, model_module_energy(module, manifest, table=table),
+                      saved_calibration(root, report.hardware))
 
 
 def model_module_energy(module: torch.nn.Module, manifest: Manifest, *,
-                        table: str = DEFAULT_TABLE, backward: bool = False) -> ModeledEnergy:
+                        table: str | None = None, backward: bool = False) -> ModeledEnergy:
     """The modeled energy per sample on fixed inputs: the first MODELED_BATCH of the seed-0
     draw from the declared ranges (the gate recomputes it on the same ones)."""
     import torch

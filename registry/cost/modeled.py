@@ -18,8 +18,9 @@ divider; labelled). Views move nothing and cost nothing; copies move bytes.
 Ops or dtypes the table cannot price are listed in `unpriced`, never 0
 silently.
 
-Tables (`TABLES`, selectable by name, recorded as `modeled:<name>` with the
-table's version):
+Tables (`TABLES`, selectable by name — `REGISTRY_ENERGY_TABLE`, `registry cost
+--table` — and recorded as `modeled:<name>` with the table's version; more
+from a YAML file named by `REGISTRY_ENERGY_TABLE_FILE`):
 
 - `horowitz-45nm` — M. Horowitz, "Computing's energy problem (and what we can
   do about it)", ISSCC 2014, 45 nm, 0.9 V. Integer add 8-bit 0.03 pJ, 32-bit
@@ -38,16 +39,20 @@ Example:
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_TABLE", "MODELED_BATCH", "OP_SPLIT", "TABLES", "EnergyTable", "MemoryLevel",
-           "ModeledEnergy", "energy_table", "model_energy", "model_traffic"]
+__all__ = ["DEFAULT_TABLE", "MODELED_BATCH", "OP_SPLIT", "TABLES", "TABLE_ENV", "TABLE_FILE_ENV",
+           "EnergyTable", "MemoryLevel", "ModeledEnergy", "available_tables", "energy_table",
+           "model_energy", "model_traffic"]
 
 MODELED_BATCH = 1024
 DEFAULT_TABLE = "horowitz-45nm"
@@ -133,14 +138,85 @@ TABLES: dict[str, EnergyTable] = {
 }
 
 
-def energy_table(name: str = DEFAULT_TABLE) -> EnergyTable:
-    try:
-        return TABLES[name]
-    except KeyError:
-        from registry.errors import RegistryError
+TABLE_ENV = "REGISTRY_ENERGY_TABLE"  # the table registrations model with (default below)
+TABLE_FILE_ENV = "REGISTRY_ENERGY_TABLE_FILE"  # a YAML file of more tables
 
+
+def energy_table(name: str | None = None) -> EnergyTable:
+    """The table `name` (default: $REGISTRY_ENERGY_TABLE, else `DEFAULT_TABLE`)."""
+    from registry.errors import RegistryError
+
+    name = name or os.environ.get(TABLE_ENV) or DEFAULT_TABLE
+    tables = available_tables()
+    if name not in tables:
         raise RegistryError(f"no energy table `{name}`; the tables are "
-                            f"{', '.join(sorted(TABLES))}") from None
+                            f"{', '.join(sorted(tables))} (more from a file named by "
+                            f"{TABLE_FILE_ENV})")
+    return tables[name]
+
+
+def available_tables() -> dict[str, EnergyTable]:
+    """The shipped tables and those of the file $REGISTRY_ENERGY_TABLE_FILE names."""
+    path = os.environ.get(TABLE_FILE_ENV)
+    return {**TABLES, **(_table_file(Path(path)) if path else {})}
+
+
+def _table_file(path: Path) -> dict[str, EnergyTable]:
+    """Tables from YAML: a list of {name, version, source, ops: {"add:float32": pJ, ...},
+    levels: [{name, capacity_bytes (null for the last), pj_per_byte}], assumptions}."""
+    from registry.core.manifest_file import load_yaml
+    from registry.errors import RegistryError
+
+    def bad(where: str, fix: str) -> RegistryError:
+        return RegistryError(f"{path}: {where}: {fix}")
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise bad(TABLE_FILE_ENV, f"cannot be read ({exc.strerror}); fix the path") from None
+    if len(text) > 1 << 20:
+        raise bad("file", "over 1 MiB; an energy table is a few lines")
+    found: dict[str, EnergyTable] = {}
+    entries = load_yaml(text, source=str(path))
+    if not isinstance(entries, list):
+        raise bad("top level", "expected a list of tables")
+    for i, entry in enumerate(entries):
+        where = f"[{i}]"
+        if not isinstance(entry, dict):
+            raise bad(where, "expected a mapping with name, version, source, ops, levels")
+        name = str(entry.get("name", ""))
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", name, re.ASCII) or name in TABLES:
+            raise bad(f"{where}.name", f"{name!r} must be new and match [a-z0-9-] (the shipped "
+                      f"tables are {', '.join(TABLES)})")
+        ops: dict[tuple[str, str], float] = {}
+        for key, value in (entry.get("ops") or {}).items():
+            kind, _, dtype = str(key).partition(":")
+            if kind not in ("add", "mul") or not dtype:
+                raise bad(f"{where}.ops.{key}", "keys are add:<dtype> or mul:<dtype>")
+            ops[(kind, dtype)] = _positive(value, bad(f"{where}.ops.{key}", "a finite pJ > 0"))
+        levels = []
+        for j, level in enumerate(entry.get("levels") or []):
+            here = f"{where}.levels[{j}]"
+            if not isinstance(level, dict) or "name" not in level:
+                raise bad(here, "expected {name, capacity_bytes, pj_per_byte}")
+            capacity = level.get("capacity_bytes")
+            if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
+                raise bad(f"{here}.capacity_bytes", "a positive integer (null: the last level)")
+            levels.append(MemoryLevel(str(level["name"]), capacity, _positive(
+                level.get("pj_per_byte"), bad(f"{here}.pj_per_byte", "a finite pJ > 0"))))
+        if not ops or not levels or levels[-1].capacity_bytes is not None:
+            raise bad(where, "needs ops and levels, the last level with capacity_bytes: null")
+        found[name] = EnergyTable(name, str(entry.get("version", "1")),
+                                  str(entry.get("source", path)), ops, tuple(levels),
+                                  tuple(map(str, entry.get("assumptions") or ())))
+    return found
+
+
+def _positive(value: Any, error: Exception) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0):
+        raise error
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -178,7 +254,7 @@ class ModeledEnergy:
 
 
 def model_energy(module: torch.nn.Module, example: torch.Tensor, *,
-                 table: str = DEFAULT_TABLE, backward: bool = False) -> ModeledEnergy:
+                 table: str | None = None, backward: bool = False) -> ModeledEnergy:
     """The modeled energy per sample of `module` on the batch `example`."""
     priced = energy_table(table)
     traffic = model_traffic(module, example, table=priced, backward=backward)

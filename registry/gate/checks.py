@@ -294,10 +294,11 @@ def _compute(loader: Loader, resolved: Resolved,
         yield CheckResult("cost:flops_per_sample", "fail", value=str(measured["flops"]),
                           budget=f"recorded {recorded}",
                           detail="the recorded FLOPs are stale; re-register to measure them")
-    energy = model_module_energy(module, manifest)
+    kept = manifest.cost.energy_modeled_j_per_sample  # re-modeled with the table it names
+    energy = model_module_energy(module, manifest,
+                                 table=kept.method.removeprefix("modeled:") if kept else None)
     measured["energy:modeled"] = (energy.j_per_sample, energy.method)
-    kept = manifest.cost.energy_modeled_j_per_sample
-    if kept is not None and kept.method == energy.method and not math.isclose(
+    if kept is not None and not math.isclose(
             kept.value, energy.j_per_sample, rel_tol=1e-9):
         yield CheckResult("cost:energy_modeled_j_per_sample", "fail",
                           value=f"{_g(energy.j_per_sample)} J",
