@@ -220,7 +220,7 @@ class Index:
     def _versions(self, name: str | None, kind: str | None) -> list[VersionRow]:
         import sqlalchemy as sa
 
-        self._refresh(force=False)
+        self.refresh()
         v, s = self.versions_t, self.stages_t
         # One statement, so one snapshot: a concurrent refresh is seen whole or not at all.
         joined = v.outerjoin(s, (s.c.repo == v.c.repo) & (s.c.name == v.c.name)
