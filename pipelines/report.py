@@ -166,7 +166,7 @@ def main() -> None:
                      f"{_num(m['flops_per_sample'], 'd'):>10}"
                      f"{_num(m['energy_modeled_j_per_sample'], '.3g'):>11}"
                      f"{_num(m['energy_j_per_sample'], '.3g'):>11}  "
-                     f"{m['energy_modeled_method'] or ''}, {m['energy_method'] or ''}")
+                     + ", ".join(filter(None, (m["energy_modeled_method"], m["energy_method"]))))
     if "distill" in summary:
         d = summary["distill"]
         lines += ["", f"distilled drag-net → drag-eq: {', '.join(d['equation'].values())}; "
@@ -184,6 +184,9 @@ def main() -> None:
                       f"({t['scratch'] / t['composite']:.0f}×)"]
     if "network_distillation" in summary:
         lines += network_lines(summary["network_distillation"])
+    if any(m["energy_modeled_j_per_sample"] is None for m in mods):
+        lines += ["", "modeled J – : registered before modeled energy was recorded; "
+                      "`registry cost REF` models it"]
     lines += ["", "energy (estimated unless the method says measured):"]
     lines += [f"  {stage:<34}{j:>9.1f} J {cpu:>7.1f} CPU-s  {method}"
               for stage, j, cpu, method in energy]
