@@ -1,7 +1,9 @@
 """The Feynman symbolic-regression benchmark: our distiller against peers, in one run.
 
-For each equation of `../shared/data/feynman/FeynmanEquations.csv` (units from
-`units.csv`): sample it over its ranges and run, with the same time budget,
+For each equation of `../shared/data/feynman/FeynmanEquations.csv` (`--table
+feynman`, the default), of the 20 harder `BonusEquations.csv` (`--table bonus`) or
+both (units from `units.csv`): sample it over its ranges and run, with the same
+time budget,
 - ours, oracle mode: the distiller queries the exact formula (float64);
 - ours, teacher mode (`--teacher`): first a 64×64 tanh MLP is trained on 10⁴
   samples (8000 for training: Adam, then full-batch L-BFGS; 2000 for its test
@@ -11,8 +13,18 @@ For each equation of `../shared/data/feynman/FeynmanEquations.csv` (units from
 Recovery is decided symbolically: the difference with the true formula
 simplifies to 0, or the ratio to a constant within 1e-6 of 1.
 
+`--noise σ` trains the teacher (and feeds the peers) on targets with Gaussian
+noise of σ × the target's standard deviation (SRBench's protocol); the teacher's
+error, and so the distiller's tolerance, is then measured against noisy held-out
+targets, as a user would measure it. `--jobs N` runs one equation per worker
+process. A method that fails on an equation is a row with its reason
+(`<method>_error`), never a crash; `<method>_distill_seconds` is the distiller's
+own time against its budget (teacher training excluded) and `<method>_budget`
+where its budget went.
+
     .venv/bin/pip install -e '.[bench]'      # the peers
     .venv/bin/python benchmarks/feynman.py --subset 20 --budget-s 30 --peers --csv out.csv
+    .venv/bin/python benchmarks/feynman.py --table bonus --teacher --jobs 2 --csv bonus.csv
 
 Peer models are parsed back to sympy through our own whitelist parser.
 """
@@ -28,6 +40,8 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +56,7 @@ from registry.errors import RegistryError
 from registry.nn.equation import compile_expression
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "feynman"
+TABLES = {"feynman": "FeynmanEquations.csv", "bonus": "BonusEquations.csv"}
 _RENAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "ln": "log"}
 _BASE = ["m", "s", "kg", "K", "V"]
 LBFGS_STEPS = 500  # full-batch refinement of the teacher after Adam
@@ -57,6 +72,13 @@ def load_units(path: Path) -> dict[str, str]:
             text = " ".join(f"{b}^{p:g}" for b, p in zip(_BASE, powers, strict=True) if p)
             units[row[0]] = text or "1"
     return units
+
+
+def load_table(table: str) -> list[dict[str, Any]]:
+    """The equations of `table` (feynman, bonus, or both)."""
+    names = list(TABLES) if table == "both" else [table]
+    return [{**eq, "table": name} for name in names
+            for eq in load_equations(DATA / TABLES[name])]
 
 
 def load_equations(path: Path) -> list[dict[str, Any]]:
@@ -148,32 +170,48 @@ def sign_points(eq: dict[str, Any], n: int = 16) -> list[dict[str, float]]:
 
 
 def run_ours(eq: dict[str, Any], units: dict[str, str], budget: float, *,
-             teacher: bool) -> dict[str, Any]:
+             teacher: bool, noise: float = 0.0) -> dict[str, Any]:
     names = eq["names"]
     fn = oracle(eq["truth"], names)
     tolerance, teacher_nrmse = 1e-5, None
     start = time.monotonic()
     if teacher:
-        fn, teacher_nrmse = train_teacher(fn, eq)
+        fn, teacher_nrmse = train_teacher(fn, eq, noise=noise)
         tolerance = max(2 * teacher_nrmse, 1e-5)
     inputs = {n: (units.get(n), eq["ranges"][n]) for n in names}
+    began = time.monotonic()
     try:
         result = distill(fn, inputs=inputs, outputs={eq["output"]: units.get(eq["output"])},
                          budget_s=budget, tolerance=tolerance, double=not teacher)
     except RegistryError as exc:
-        return {"found": None, "error": str(exc)[:200], "seconds": time.monotonic() - start}
+        return {"found": None, "error": str(exc)[:200], "seconds": time.monotonic() - start,
+                "distill_seconds": time.monotonic() - began, "teacher_nrmse": teacher_nrmse}
     chosen = result.chosen.get(eq["output"])
     return {"found": chosen.expr if chosen else None, "nrmse": chosen.nrmse if chosen else None,
-            "teacher_nrmse": teacher_nrmse, "seconds": time.monotonic() - start}
+            "teacher_nrmse": teacher_nrmse, "seconds": time.monotonic() - start,
+            "distill_seconds": time.monotonic() - began,
+            "budget": result.budget_use.get(eq["output"], "")}
 
 
-def train_teacher(fn: Any, eq: dict[str, Any], n: int = 10_000) -> tuple[Any, float]:
+def noisy(y: torch.Tensor, noise: float, seed: int = 1) -> torch.Tensor:
+    """`y` plus Gaussian noise of `noise` × its standard deviation (SRBench)."""
+    if noise <= 0:
+        return y
+    generator = torch.Generator().manual_seed(seed)
+    scale = float(y.std()) * noise
+    return y + torch.randn(y.shape, generator=generator, dtype=y.dtype) * scale
+
+
+def train_teacher(fn: Any, eq: dict[str, Any], n: int = 10_000,
+                  noise: float = 0.0) -> tuple[Any, float]:
+    """A 64×64 MLP trained on `fn` (its targets noisy with `noise`); its test nRMSE against
+    the (noisy) held-out targets, as a user who has only measurements would see it."""
     from registry.nn.network import NetworkModule
 
     rng = np.random.default_rng(0)
     x = np.stack([rng.uniform(*eq["ranges"][v], n) for v in eq["names"]], axis=1)
     xt = torch.as_tensor(x, dtype=torch.float64)
-    y = fn(xt).float()
+    y = noisy(fn(xt), noise).float()
     xf = xt.float()
     torch.manual_seed(0)
     net = NetworkModule("mlp", {"hidden": [64, 64]}, inputs=eq["names"], outputs=["y"])
@@ -206,18 +244,18 @@ def train_teacher(fn: Any, eq: dict[str, Any], n: int = 10_000) -> tuple[Any, fl
     return net, float(err)
 
 
-def run_peer(peer: str, eq: dict[str, Any], budget: float) -> dict[str, Any]:
+def run_peer(peer: str, eq: dict[str, Any], budget: float, noise: float = 0.0) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     names = eq["names"]
     x = np.stack([rng.uniform(*eq["ranges"][v], 10_000) for v in names], axis=1)
-    y = oracle(eq["truth"], names)(torch.as_tensor(x)).numpy()[:, 0]
+    y = noisy(oracle(eq["truth"], names)(torch.as_tensor(x)), noise).numpy()[:, 0]
     start = time.monotonic()
     try:
         text = _fit_peer(peer, x, y, budget)
         found = _parse_peer(peer, text, names)
         # The same constant snapping our distiller applies, so recovery is judged alike.
         data = {n: x[:2000, i] for i, n in enumerate(names)}
-        found = snap_constants(found, data, y[:2000], tolerance=1e-5)
+        found = snap_constants(found, data, y[:2000], tolerance=max(1e-5, 2 * noise))
     except Exception as exc:
         return {"found": None, "error": f"{type(exc).__name__}: {exc}"[:200],
                 "seconds": time.monotonic() - start}
@@ -285,7 +323,7 @@ def _gplearn_infix(text: str) -> str:
 
 def rescore(path: Path) -> None:
     """Recompute `*_recovered` from the stored equations (after a change to the check)."""
-    truths = {eq["id"]: eq for eq in load_equations(DATA / "FeynmanEquations.csv")}
+    truths = {eq["id"]: eq for eq in load_table("both")}
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     methods = [k.removesuffix("_equation") for k in rows[0] if k.endswith("_equation")]
@@ -321,6 +359,10 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="*", default=None,
                         help="merge these shard CSVs into --csv and print the summary")
     parser.add_argument("--ids", default="", help="only these equations (comma-separated)")
+    parser.add_argument("--table", choices=["feynman", "bonus", "both"], default="feynman")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="σ: the teacher's (and peers') targets get N(0, σ·std) noise")
+    parser.add_argument("--jobs", type=int, default=1, help="equations run side by side")
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
     parser.add_argument("--no-oracle", action="store_true",
@@ -339,7 +381,7 @@ def main() -> None:
         for part in args.merge:
             with part.open(newline="") as handle:
                 merged += list(csv.DictReader(handle))
-        order = {eq["id"]: i for i, eq in enumerate(load_equations(DATA / "FeynmanEquations.csv"))}
+        order = {eq["id"]: i for i, eq in enumerate(load_table("both"))}
         merged.sort(key=lambda r: order.get(r["id"], len(order)))
         write_csv(args.csv, merged)
         shown = [m for m in ("oracle", "teacher", "gplearn", "pyoperon")
@@ -349,8 +391,7 @@ def main() -> None:
                 row[f"{m}_recovered"] = row[f"{m}_recovered"] == "True"
         summarise(merged, shown, budget=None)
         return
-    units = load_units(DATA / "units.csv")
-    equations = load_equations(DATA / "FeynmanEquations.csv")
+    equations = load_table(args.table)
     if args.subset:
         equations = equations[: args.subset]
     if args.ids:
@@ -362,26 +403,65 @@ def main() -> None:
     peers = [] if args.peers is None else (args.peers or ["gplearn", "pyoperon"])
     methods = [*([] if args.no_oracle else ["oracle"]), *(["teacher"] if args.teacher else []),
                *peers]
-    rows = []
-    for eq in equations:
-        row: dict[str, Any] = {"id": eq["id"], "formula": eq["formula"], "n_vars": len(eq["names"])}
-        for method in methods:
-            if method in ("oracle", "teacher"):
-                res = run_ours(eq, units, args.budget_s, teacher=method == "teacher")
-            else:
-                res = run_peer(method, eq, args.budget_s)
-            from registry.core.expr import format_expression
+    work = [(eq["id"], eq["table"], methods, args.budget_s, args.noise, args.jobs > 1)
+            for eq in equations]
+    rows: list[dict[str, Any]] = []
+    order = {eq["id"]: i for i, eq in enumerate(equations)}
 
-            found = res.get("found")
-            row[f"{method}_recovered"] = recovered(found, eq["truth"], points=sign_points(eq))
-            row[f"{method}_seconds"] = round(res["seconds"], 2)
-            row[f"{method}_equation"] = format_expression(found) if found is not None else ""
-            if res.get("teacher_nrmse") is not None:
-                row["teacher_nrmse"] = res["teacher_nrmse"]
+    def done(row: dict[str, Any]) -> None:
         rows.append(row)
-        print(eq["id"], {m: row[f"{m}_recovered"] for m in methods}, flush=True)
+        rows.sort(key=lambda r: order[r["id"]])
+        print(row["id"], {m: row[f"{m}_recovered"] for m in methods}, flush=True)
         write_csv(args.csv, rows)  # after every equation: a long run killed keeps its rows
+
+    if args.jobs > 1:
+        import multiprocessing
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 max_tasks_per_child=1) as pool:
+            for row in pool.map(run_equation, work):
+                done(row)
+    else:
+        for item in work:
+            done(run_equation(item))
     summarise(rows, methods, budget=args.budget_s)
+
+
+def run_equation(item: tuple[str, str, list[str], float, float, bool]) -> dict[str, Any]:
+    """Every method on one equation: a row (a method that fails is a reason, not a crash)."""
+    from registry.core.expr import format_expression
+
+    eq_id, table, methods, budget, noise, alone = item
+    if alone:  # one worker per core: torch must not spawn threads of its own
+        torch.set_num_threads(1)
+    eq = next(e for e in load_table(table) if e["id"] == eq_id)
+    units = load_units(DATA / "units.csv")
+    row: dict[str, Any] = {"id": eq["id"], "table": table, "formula": eq["formula"],
+                           "n_vars": len(eq["names"]), "budget_s": budget, "noise": noise}
+    for method in methods:
+        started = time.monotonic()
+        try:
+            if method in ("oracle", "teacher"):
+                res = run_ours(eq, units, budget, teacher=method == "teacher",
+                               noise=noise if method == "teacher" else 0.0)
+            else:
+                res = run_peer(method, eq, budget, noise=noise)
+        except Exception as exc:  # a crash of a method is a result with its reason
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            res = {"found": None, "seconds": time.monotonic() - started,
+                   "error": f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:"
+                            f"{last.lineno})"[:300]}
+        found = res.get("found")
+        row[f"{method}_recovered"] = recovered(found, eq["truth"], points=sign_points(eq))
+        row[f"{method}_seconds"] = round(res["seconds"], 2)
+        row[f"{method}_equation"] = format_expression(found) if found is not None else ""
+        row[f"{method}_error"] = res.get("error", "")
+        if "distill_seconds" in res:
+            row[f"{method}_distill_seconds"] = round(res["distill_seconds"], 2)
+            row[f"{method}_budget"] = res.get("budget", "")
+        if res.get("teacher_nrmse") is not None:
+            row["teacher_nrmse"] = res["teacher_nrmse"]
+    return row
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -1,9 +1,11 @@
 """The state of one output's solve, shared by the solver's stages: the teacher, its
-ranges, domain and units, the tolerance, the deadline, the candidates found so far, and
-notes on what the structure tests did."""
+ranges, domain and units, the tolerance, the deadline, the candidates found so far,
+notes on what the structure tests did, and the stage running now (so that a budget
+that runs out can say where)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +27,19 @@ class _Problem:
     found: list[Candidate] = field(default_factory=list)
     domain: Domain | None = None  # where the teacher is asked; None: the box over `ranges`
     notes: dict[str, str] = field(default_factory=dict)  # structure test -> what it did
+    stage: str = "sampling"
+    ran_out_in: str | None = None  # the stage that was running when the deadline passed
+
+    def enter(self, stage: str) -> bool:
+        """Start `stage`; False (and the stage that overran noted) once past the deadline."""
+        if self.expired():
+            self.ran_out_in = self.ran_out_in or self.stage
+            return False
+        self.stage = stage
+        return True
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
 
     def __post_init__(self) -> None:
         if self.domain is None:

@@ -40,6 +40,8 @@ class DistillResult:
     held_out_points: int | None = None  # of which kept out of fitting, for rescoring
     structure_tests: dict[str, dict[str, str]] = field(default_factory=dict)  # output ->
     # test (irrelevant_inputs, translation_symmetry, separability) -> what it did
+    budget_use: dict[str, str] = field(default_factory=dict)  # output -> where its budget
+    # went ("finished in 3.1 s of 30 s", or the stage it ran out in)
 
     def manifest(self, name: str, version: str = "1.0.0", *, distilled_from: str | None = None,
                  summary: str | None = None) -> Any:
@@ -95,7 +97,7 @@ class DistillResult:
                 "pareto": {k: [c.to_dict() for c in v] for k, v in self.pareto.items()},
                 "duration_s": self.duration_s, "domain": self.domain,
                 "n_points": self.n_points, "held_out_points": self.held_out_points,
-                "structure_tests": self.structure_tests}
+                "structure_tests": self.structure_tests, "budget_use": self.budget_use}
 
 
 def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:

@@ -64,6 +64,7 @@ def distill(
     start = time.monotonic()
     chosen, pareto, equations, problems = {}, {}, {}, []
     structure: dict[str, dict[str, str]] = {}
+    budget_use: dict[str, str] = {}
     with track_energy() as tracker:
         for index, (output, out_unit) in enumerate(outputs.items()):
             teacher = teacher_from_callable(fn, names, index, double=double)
@@ -73,6 +74,9 @@ def distill(
                 teacher, ranges, units=units if has_units else None,  # type: ignore[arg-type]
                 out_unit=out_unit if has_units else None, budget_s=budget, tolerance=tolerance,
                 seed=seed, domain=domain, notes=structure[output])
+            snapped = structure[output].pop("snapping", "")
+            budget_use[output] = structure[output].pop("budget", "") + (
+                f"; {snapped}" if snapped else "")
             pareto[output] = pareto_front(candidates)
             pick = _choose(candidates, tolerance)
             if pick is None or pick.nrmse > 3 * tolerance:
@@ -97,7 +101,8 @@ def distill(
                          {n: (units[n] or "1", ranges[n]) for n in names},
                          {k: v or "1" for k, v in outputs.items()}, time.monotonic() - start,
                          tracker.report, domain=domain.kind, n_points=domain.n_points,
-                         held_out_points=domain.held_out_points, structure_tests=structure)
+                         held_out_points=domain.held_out_points, structure_tests=structure,
+                         budget_use=budget_use)
 
 
 def _domain(inputs: Mapping[str, tuple[str | None, tuple[float, float] | None]],

@@ -4,6 +4,7 @@ when that does not hurt the fit."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,13 +23,17 @@ _SPECIAL = [*_ROOTS, *((1 / s, 1 / v) for s, v in _ROOTS)]
 
 
 def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
-                   tolerance: float = 0.0) -> sympy.Expr:
+                   tolerance: float = 0.0, deadline: float | None = None) -> sympy.Expr:
     """Replace fitted floats by simple exact numbers when that does not hurt the fit:
-    tiny ones by 0, others by p/q or p/q times π, √π, √2, √(2π), π² or their reciprocals."""
+    tiny ones by 0, others by p/q or p/q times π, √π, √2, √(2π), π² or their reciprocals.
+    Past `deadline` (time.monotonic), no further constant is tried and sympy's simplify
+    (the slow part) is skipped."""
     base = nrmse(evaluate(expr, x), y)
     allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
     floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
     for f in floats:
+        if deadline is not None and time.monotonic() > deadline:
+            return expr
         value = float(f)
         options: list[tuple[int, sympy.Expr]] = [(0, sympy.Integer(0))]
         for rank, (special, number) in enumerate([(sympy.Integer(1), 1.0), *_SPECIAL]):
@@ -46,7 +51,7 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
             if nrmse(evaluate(trial, x), y) <= allowed:
                 expr = trial
                 break
-    if complexity_of(expr) >= 60:
+    if complexity_of(expr) >= 60 or (deadline is not None and time.monotonic() > deadline):
         return expr
     # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
     # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the

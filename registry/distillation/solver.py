@@ -50,6 +50,7 @@ SAMPLES = 1000
 MAX_REDUCTIONS = 4  # Π reductions tried with the quick solvers
 SEARCHED_REDUCTIONS = 2  # of which the expression search gets the first few
 SNAPPED = 40  # candidates whose constants are snapped, the simplest eligible first
+SNAP_SHARE = 0.15  # of the budget kept for scoring and snapping after the search
 
 
 def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
@@ -60,14 +61,17 @@ def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
 
     `domain`: where to ask the teacher (default: the box over `ranges`); `notes`, when
     given, receives what each structure test did (test name -> a sentence)."""
+    start = time.monotonic()
+    hard = start + budget_s  # the promise: candidates are scored and snapped by then
     problem = _Problem(teacher, dict(ranges), dict(units) if units else None, out_unit,
-                       tolerance, time.monotonic() + budget_s, np.random.default_rng(seed),
-                       domain=domain)
+                       tolerance, start + budget_s * (1 - SNAP_SHARE),
+                       np.random.default_rng(seed), domain=domain)
     try:
         _solve(problem)
     finally:
         if notes is not None:
             notes.update(problem.notes)
+    problem.enter("scoring")
     test = problem.where.held_out(SAMPLES, np.random.default_rng(seed + 1))
     truth = teacher(test)
     scored = [Candidate(c.expr, c.complexity, nrmse(evaluate(c.expr, test), truth), c.method,
@@ -78,12 +82,23 @@ def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
     eligible = sorted((c for c in scored if c.nrmse <= max(3 * best, 3 * tolerance)),
                       key=lambda c: c.complexity)[:SNAPPED]
     rescored = list(scored)
-    for cand in eligible:
-        snapped = snap_constants(cand.expr, test, truth, tolerance=tolerance)
+    problem.deadline = hard
+    for i, cand in enumerate(eligible):
+        if not problem.enter("snapping"):
+            problem.notes["snapping"] = f"snapped {i} of {len(eligible)} candidates in budget"
+            break
+        snapped = snap_constants(cand.expr, test, truth, tolerance=tolerance, deadline=hard)
         if snapped != cand.expr:
             rescored.append(Candidate(snapped, complexity_of(snapped),
                                       nrmse(evaluate(snapped, test), truth), cand.method + "+snap",
                                       _units_ok(snapped, problem.units, out_unit)))
+    problem.enter("done")
+    if notes is not None:
+        notes.update(problem.notes)
+        notes["budget"] = (f"ran out during {problem.ran_out_in} after "
+                           f"{time.monotonic() - start:.1f} s of {budget_s:g} s"
+                           if problem.ran_out_in else
+                           f"finished in {time.monotonic() - start:.1f} s of {budget_s:g} s")
     return sorted(rescored, key=lambda c: (c.nrmse, c.complexity))
 
 
@@ -113,6 +128,7 @@ def _solve(p: _Problem) -> None:
     if spread <= 1e-12 * (float(np.abs(y).mean()) or 1.0):
         p.found.append(Candidate(sympy.Float(float(y.mean())), 1, 0.0, "constant"))
         return
+    p.enter("irrelevant inputs")
     unused = _irrelevant(p)
     used = [n for n in p.ranges if n not in unused]
     variables: dict[str, sympy.Expr] = {n: symbol(n) for n in used}
@@ -126,35 +142,39 @@ def _solve(p: _Problem) -> None:
         p.notes["separability"] = ("not tested: a law was found first" if len(used) >= 2
                                    else "not tested: fewer than two inputs")
     p.notes["translation_symmetry"] = "not tested: the inputs have no units"
-    if var_units is not None:
+    if var_units is not None and p.enter("translation symmetry"):
         for a, b in _translations(p, used, var_units):
             name = f"d_{a}_{b}"
             variables[name] = symbol(b) - symbol(a)
             var_units[name] = var_units[a]
             del variables[a], variables[b], var_units[a], var_units[b]
     values = {n: evaluate(e, x) for n, e in variables.items()}
+    p.enter("dimensional analysis")
     setups = _reductions(p, variables, var_units, x, y)
     # Quick solvers on every reduction first (cheap), then the search on the first few.
     for setup in setups:
+        if not p.enter("quick solvers"):
+            return
         _quick(p, *setup, y)
         if p.found and _good_enough(p):
             return
-    if setups[0][0] != 1:
+    if setups[0][0] != 1 and p.enter("quick solvers"):
         # Declared units can be wrong (a table's typo, a unit of convenience): the
         # reduction then hides the law. Try the plain variables with the quick solvers.
         _quick(p, sympy.Integer(1), variables, values, y, np.ones_like(y), y)
-    if len(used) >= 3 and not recorded and not _good_enough(p):
+    if len(used) >= 3 and not recorded and not _good_enough(p) and p.enter("separability"):
         # Separable laws first (x₁y₁ + x₂y₂ + x₃y₃): each part is a smaller problem, while
         # the search over all inputs at once would need depth it cannot reach.
         _separate(p, used, until=time.monotonic() + 0.4 * (p.deadline - time.monotonic()))
     searched = setups[:SEARCHED_REDUCTIONS]
     for i, setup in enumerate(searched):
-        if p.found and _good_enough(p):
+        if (p.found and _good_enough(p)) or not p.enter("search"):
             return
         share = (p.deadline - time.monotonic()) * 0.6 / (len(searched) - i)
         _search_reduced(p, *setup, y, budget=share)
-    if len(used) == 2 and not recorded and not _good_enough(p):
+    if len(used) == 2 and not recorded and not _good_enough(p) and p.enter("separability"):
         _separate(p, used, until=p.deadline)
+    p.enter("scoring")
 
 
 def _irrelevant(p: _Problem) -> list[str]:
