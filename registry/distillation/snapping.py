@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from fractions import Fraction
 
 import numpy as np
 import sympy
@@ -20,6 +21,49 @@ _ROOTS = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
           (sympy.pi**2, math.pi**2)]
 # Each special number and its reciprocal: 1/(4π) is (1/4)·π⁻¹.
 _SPECIAL = [*_ROOTS, *((1 / s, 1 / v) for s, v in _ROOTS)]
+
+
+def _square_roots(value: float, tolerance: float) -> list[tuple[int, sympy.Expr]]:
+    """±√(p/q) and ±√(p/q·π): √(8π/3) is a law's constant that no p/q·√2 or √π reaches."""
+    found: list[tuple[int, sympy.Expr]] = []
+    sign = -1 if value < 0 else 1
+    for special, number in ((sympy.Integer(1), 1.0), (sympy.pi, math.pi)):
+        square = value * value / number
+        closeness = 2 * max(1e-6, tolerance) * square + 1e-12
+        ratio = snap_fraction(square, max_denominator=12, tolerance=closeness)
+        if ratio is None or ratio <= 0 or _perfect_square(ratio):
+            continue  # √ of a perfect square is a plain p/q (or p/q·√π), offered already
+        cost = abs(ratio.numerator) + ratio.denominator + (3 if number == 1.0 else 5)
+        found.append((cost, sign * sympy.sqrt(sympy.Rational(ratio.numerator,
+                                                             ratio.denominator) * special)))
+    return found
+
+
+def _perfect_square(ratio: Fraction) -> bool:
+    return all(math.isqrt(n) ** 2 == n for n in (ratio.numerator, ratio.denominator))
+
+
+def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, sympy.Expr]],
+                 x: Mapping[str, np.ndarray], y: np.ndarray, allowed: float) -> sympy.Expr:
+    """The simplest option among those that fit about as well as the fitted float does.
+
+    Every option within `allowed` qualifies, but with a noisy teacher a cheaper
+    wrong constant (2/(5π²) for 1/(8π), 1.8 % off) can stay within the noise: an
+    option is kept only if its error is within 10 % of the float's own (or of the
+    best option's, when that is worse). The same number in two spellings, 44/7
+    against 2π, fits alike, and the cheaper wins."""
+    current = nrmse(evaluate(expr, x), y)
+    scored = []
+    for cost, option in options:
+        error = nrmse(evaluate(expr.xreplace({f: option}), x), y)
+        if error <= allowed:
+            scored.append((cost, error, option))
+    if not scored:
+        return expr
+    near = max(current, min(error for _, error, _ in scored)) * 1.1 + 1e-15
+    cost, _, option = min(((c, e, o) for c, e, o in scored if e <= near),
+                          key=lambda t: (t[0], t[1]))
+    return expr.xreplace({f: option})
 
 
 def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
@@ -46,11 +90,8 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
                 cost = abs(ratio.numerator) + ratio.denominator + (0 if rank == 0 else 2)
                 options.append((cost, sympy.Rational(ratio.numerator, ratio.denominator)
                                 * special))
-        for _, option in sorted(options, key=lambda o: o[0]):
-            trial = expr.xreplace({f: option})
-            if nrmse(evaluate(trial, x), y) <= allowed:
-                expr = trial
-                break
+        options += _square_roots(value, tolerance)
+        expr = _best_option(expr, f, options, x, y, allowed)
     if complexity_of(expr) >= 60 or (deadline is not None and time.monotonic() > deadline):
         return expr
     # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into

@@ -1,0 +1,51 @@
+"""Constant snapping (issue 15): square roots of simple numbers, and the cheaper constant only
+when it fits about as well as the best one."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from registry.distillation.snapping import snap_constants
+
+A, B = sympy.symbols("a b")
+
+
+def _data(truth: sympy.Expr, noise: float = 0.0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = {"a": rng.uniform(1, 3, 2000), "b": rng.uniform(1, 3, 2000)}
+    y = sympy.lambdify((A, B), truth, "numpy")(x["a"], x["b"])
+    return x, y * (1 + rng.normal(0, noise, y.shape)) if noise else y
+
+
+def test_the_square_root_of_a_simple_multiple_of_pi_is_found() -> None:
+    """Bonus test_7's constant: √(8π/3) = 2.8944…, which 55/19 = 2.8947 also fits."""
+    truth = sympy.sqrt(sympy.Rational(8, 3) * sympy.pi) * A / B
+    x, y = _data(truth, noise=1e-3)
+    snapped = snap_constants(sympy.Float(2.89443) * A / B, x, y, tolerance=2.6e-3)
+    assert sympy.simplify(snapped - truth) == 0, snapped
+
+
+def test_a_cheaper_constant_that_fits_worse_is_not_taken() -> None:
+    """Bonus test_19's −1/(8π): 2/(5π²) is cheaper and 1.8 % off, within a noisy teacher's
+    tolerance but clearly worse than −1/(8π)."""
+    truth = A**2 * B / (4 * sympy.pi) - B / (8 * sympy.pi)
+    x, y = _data(truth, noise=1e-3)
+    raw = sympy.Float(0.0795775) * A**2 * B - sympy.Float(0.04015) * B
+    snapped = snap_constants(raw, x, y, tolerance=1.06e-2)
+    assert sympy.simplify(snapped - truth) == 0, snapped
+
+
+def test_the_simplest_spelling_of_the_same_number_still_wins() -> None:
+    """44/7 fits 6.2857 as well as 2π does at a network's precision: 2π is the law."""
+    truth = 2 * sympy.pi * A
+    x, y = _data(truth, noise=1e-3)
+    snapped = snap_constants(sympy.Float(6.2835) * A, x, y, tolerance=2e-3)
+    assert snapped == truth, snapped
+
+
+def test_exact_data_snaps_exactly() -> None:
+    truth = A**2 / 2 + sympy.sqrt(2) * B
+    x, y = _data(truth)
+    raw = sympy.Float(0.5000000001) * A**2 + sympy.Float(1.41421356) * B
+    assert sympy.simplify(snap_constants(raw, x, y, tolerance=1e-5) - truth) == 0
