@@ -49,3 +49,20 @@ def test_exact_data_snaps_exactly() -> None:
     x, y = _data(truth)
     raw = sympy.Float(0.5000000001) * A**2 + sympy.Float(1.41421356) * B
     assert sympy.simplify(snap_constants(raw, x, y, tolerance=1e-5) - truth) == 0
+
+
+def test_a_slow_simplify_is_cut_off(monkeypatch) -> None:
+    """II.13.34 and I.15.1 overran a 30 s budget by 60 s inside one sympy.simplify."""
+    import time
+
+    from registry.distillation import snapping
+
+    def slow(expr: sympy.Expr) -> sympy.Expr:
+        time.sleep(5)
+        return expr
+
+    monkeypatch.setattr(snapping.sympy, "simplify", slow)
+    started = time.monotonic()
+    assert snapping.bounded_simplify(A + B, limit_s=0.3) is None
+    assert time.monotonic() - started < 1.0
+    assert snapping.bounded_simplify(A + B, deadline=time.monotonic() - 1) is None

@@ -4,9 +4,12 @@ when that does not hurt the fit."""
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Mapping
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import sympy
@@ -66,6 +69,40 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
     return expr.xreplace({f: option})
 
 
+SIMPLIFY_MAX_S = 2.0  # one sympy.simplify took 60 s on a Lorentz-factor candidate
+
+
+class _SimplifyTimeout(Exception):
+    pass
+
+
+def bounded_simplify(expr: sympy.Expr, deadline: float | None = None, *,
+                     limit_s: float = SIMPLIFY_MAX_S) -> sympy.Expr | None:
+    """`sympy.simplify(expr)`, or None when it takes longer than `limit_s` or than is
+    left before `deadline`. The bound is a SIGALRM timer, so it holds in the main thread
+    (the CLI, the benchmark's workers); in other threads simplify runs unbounded, only
+    skipped once the deadline has passed."""
+    limit = limit_s if deadline is None else min(limit_s, deadline - time.monotonic())
+    if limit <= 0:
+        return None
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"):
+        return sympy.simplify(expr)
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _SimplifyTimeout
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return sympy.simplify(expr)
+    except _SimplifyTimeout:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
                    tolerance: float = 0.0, deadline: float | None = None) -> sympy.Expr:
     """Replace fitted floats by simple exact numbers when that does not hurt the fit:
@@ -97,9 +134,10 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
     # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the
     # shortest form that still fits.
-    simplified = sympy.simplify(expr)
-    forms = [expr, simplified, sympy.powdenest(expr, force=True),
-             sympy.powdenest(simplified, force=True)]
+    simplified = bounded_simplify(expr, deadline)
+    forms = [expr, sympy.powdenest(expr, force=True)]
+    if simplified is not None:
+        forms += [simplified, sympy.powdenest(simplified, force=True)]
     for form in sorted(forms, key=complexity_of):
         if form == expr or nrmse(evaluate(form, x), y) <= allowed:
             return form
