@@ -66,6 +66,9 @@ def feynman():  # the benchmark script, as a module
         import feynman as module
     finally:
         sys.path.remove(str(BENCHMARKS))
+    if not (module.DATA / "BonusEquations.csv").is_file():
+        pytest.skip(f"the Feynman tables are not here ({module.DATA}): the benchmark's data "
+                    "lives in the workspace's shared/ folder beside the checkout")
     return module
 
 
@@ -79,7 +82,12 @@ def test_the_bonus_table_loads_with_units_for_every_variable(feynman) -> None:
     assert len(feynman.load_table("both")) == 120
 
 
-def test_noise_is_sigma_times_the_targets_standard_deviation(feynman) -> None:
+def test_noise_is_sigma_times_the_targets_standard_deviation() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import feynman
+    finally:
+        sys.path.remove(str(BENCHMARKS))
     y = torch.linspace(0, 10, 100_000, dtype=torch.float64)
     noisy = feynman.noisy(y, 0.1)
     assert float((noisy - y).std()) == pytest.approx(0.1 * float(y.std()), rel=0.02)

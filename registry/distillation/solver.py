@@ -170,9 +170,7 @@ def _solve(p: _Problem) -> None:
     for i, setup in enumerate(searched):
         if (p.found and _good_enough(p)) or not p.enter("search"):
             return
-        # The search may take what is left, but for a two-input separability test after it.
-        keep = 0.6 if len(used) == 2 and not recorded else 1.0
-        share = (p.deadline - time.monotonic()) * keep / (len(searched) - i)
+        share = (p.deadline - time.monotonic()) * 0.6 / (len(searched) - i)
         _search_reduced(p, *setup, y, budget=share)
     if len(used) == 2 and not recorded and not _good_enough(p) and p.enter("separability"):
         _separate(p, used, until=p.deadline)
