@@ -116,7 +116,6 @@ def train_composite(
     scale = y[fit].std(0).clamp_min(1e-12)
     trained = _trained_function(net, target)
     per_sample = int(count_module_flops(trained, x[:16]).forward_backward or 0)
-    modeled = model_energy(trained, x[:batch], backward=True)  # one optimiser batch
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max_epochs)
     history: list[float] = []
@@ -149,6 +148,9 @@ def train_composite(
             stopped = True
             break
     bar(None, None)
+    # Modeled after training, so that counting cannot touch it (one optimiser batch).
+    modeled = model_energy(trained, x[:batch], backward=True)
+    optimiser.zero_grad()
     return TrainResult(epoch, steps, seen, float(per_sample * seen), metrics, history, stopped,
                        modeled)
 
