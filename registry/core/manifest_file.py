@@ -151,21 +151,12 @@ def _bounded_number(node: yaml.ScalarNode) -> None:
                        f"{_MAX_SEXAGESIMAL} `:` groups; quote it if it is text")
 
 
-class _PyStrictLoader(yaml.SafeLoader):
-    """The strict reader on PyYAML's Python parser; its composer recurses, so depth is
-    checked on the way down."""
+_Base: Any = yaml.constructor.SafeConstructor if TYPE_CHECKING else object
 
-    _depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH and self.check_event(yaml.SequenceStartEvent,
-                                                                 yaml.MappingStartEvent):
-                raise _too_deep(self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+class _StrictChecks(_Base):
+    """What both strict readers add to their loader: the graph check (aliases, depth)
+    before construction, unique keys, bounded numbers."""
 
     def get_single_node(self) -> yaml.Node | None:
         node = super().get_single_node()
@@ -185,31 +176,31 @@ class _PyStrictLoader(yaml.SafeLoader):
         return super().construct_yaml_float(node)
 
 
+class _PyStrictLoader(_StrictChecks, yaml.SafeLoader):
+    """The strict reader on PyYAML's Python parser; its composer recurses, so depth is
+    checked on the way down."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH and self.check_event(yaml.SequenceStartEvent,
+                                                                 yaml.MappingStartEvent):
+                raise _too_deep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 _PyStrictLoader.add_constructor("tag:yaml.org,2002:int", _PyStrictLoader.construct_yaml_int)
 _PyStrictLoader.add_constructor("tag:yaml.org,2002:float", _PyStrictLoader.construct_yaml_float)
 _FAST: Any = _PyStrictLoader
 
 if yaml.__with_libyaml__:
-    class _CStrictLoader(yaml.CSafeLoader):
+    class _CStrictLoader(_StrictChecks, yaml.CSafeLoader):
         """The strict reader on libyaml: composed in C (nesting capped there at 1,000),
         then checked by `_check_graph` before anything is constructed."""
-
-        def get_single_node(self) -> yaml.Node | None:
-            node = super().get_single_node()
-            _check_graph(node)
-            return node
-
-        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-            _unique_keys(self, node, deep)
-            return super().construct_mapping(node, deep=deep)
-
-        def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-            _bounded_number(node)
-            return super().construct_yaml_int(node)
-
-        def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
-            _bounded_number(node)
-            return super().construct_yaml_float(node)
 
     _CStrictLoader.add_constructor("tag:yaml.org,2002:int", _CStrictLoader.construct_yaml_int)
     _CStrictLoader.add_constructor("tag:yaml.org,2002:float",
