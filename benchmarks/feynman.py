@@ -190,7 +190,8 @@ def run_ours(eq: dict[str, Any], units: dict[str, str], budget: float, *,
     return {"found": chosen.expr if chosen else None, "nrmse": chosen.nrmse if chosen else None,
             "teacher_nrmse": teacher_nrmse, "seconds": time.monotonic() - start,
             "distill_seconds": time.monotonic() - began,
-            "budget": result.budget_use.get(eq["output"], "")}
+            "budget": result.budget_use.get(eq["output"], ""),
+            "tolerance": result.structure_tests.get(eq["output"], {}).get("tolerance", "")}
 
 
 def noisy(y: torch.Tensor, noise: float, seed: int = 1) -> torch.Tensor:
@@ -459,6 +460,7 @@ def run_equation(item: tuple[str, str, list[str], float, float, bool]) -> dict[s
         if "distill_seconds" in res:
             row[f"{method}_distill_seconds"] = round(res["distill_seconds"], 2)
             row[f"{method}_budget"] = res.get("budget", "")
+            row[f"{method}_tolerance"] = res.get("tolerance", "")
         if res.get("teacher_nrmse") is not None:
             row["teacher_nrmse"] = res["teacher_nrmse"]
     return row

@@ -37,11 +37,7 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
     if not names:
         record(sympy.Float(float(np.median(target))), "dimensional analysis")
         return
-    # The tolerance is relative to y's spread; dividing by the prefactor changes both the
-    # teacher's error and the spread, so restate it for the target.
-    with np.errstate(all="ignore"):
-        ratio = float(np.std(y) * np.sqrt(np.mean(1 / np.square(pre))) / np.std(target))
-    tol = p.tolerance * ratio if np.isfinite(ratio) and ratio > 0 else p.tolerance
+    tol = target_tolerance(p.tolerance, y, pre, target)
     fit = power_law(values, target)
     if fit is not None:
         record(fit.expr, "power law")
@@ -80,7 +76,8 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             continue
         # The teacher's error, carried through the transform: how loose to fit there.
         loose = tol * _stretch(transform, target)
-        for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
+        for solver, label in ((power_law, "power law"),
+                              (lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
                               (lambda v, u, tol=loose: _rational_both_ways(v, u, tol),
                                "rational"),
                               (lambda v, u, tol=loose: fit_library(v, u, tolerance=tol),
@@ -92,6 +89,15 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             if law is not None and nrmse(evaluate(law, values), target) < tol:
                 record(law, f"{label} of the {transform.name}")
                 break
+
+
+def target_tolerance(tolerance: float, y: np.ndarray, pre: np.ndarray,
+                     target: np.ndarray) -> float:
+    """The tolerance (relative to y's spread) restated for target = y/prefactor: dividing
+    by the prefactor changes both the teacher's error and the spread."""
+    with np.errstate(all="ignore"):
+        ratio = float(np.std(y) * np.sqrt(np.mean(1 / np.square(pre))) / np.std(target))
+    return tolerance * ratio if np.isfinite(ratio) and ratio > 0 else tolerance
 
 
 def _rational_both_ways(values: Mapping[str, np.ndarray], t: np.ndarray,
@@ -120,7 +126,7 @@ def _search_reduced(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sym
     transforms = []
     targets: list[tuple[np.ndarray, np.ndarray | None]] = [(y[subset], pre[subset])]
     with np.errstate(all="ignore"):
-        for transform in _transforms(target):
+        for transform in (t for t in _transforms(target) if t.searched):
             t = transform.forward(target[subset])
             if np.all(np.isfinite(t)):
                 transforms.append(transform)

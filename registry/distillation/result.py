@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.distillation.candidates import Candidate
+from registry.distillation.resolution import working_tolerance
 from registry.errors import DistillationError
 
 __all__ = ["DistillResult", "pareto_front"]
@@ -101,8 +102,13 @@ class DistillResult:
 
 
 def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
-    """The simplest candidate within 1.5× of the best error (or the tolerance), preferring
-    dimensionally consistent ones."""
+    """The simplest candidate within 1.5× of the best error (or the tolerance, tightened as
+    the solver tightens it, with the best candidate's error as the floor), preferring
+    dimensionally consistent ones.
+
+    With a teacher trained on noisy data the tolerance is near the noise, while the law
+    fits the teacher far better than that; a simpler approximant 20× worse than the best
+    is not the law even when it is within the tolerance."""
     consistent = [c for c in candidates if c.units_ok]
     # A law that fits only against the declared units means the units are wrong (a typo
     # in a table): it is still the answer, and the caller reports the contradiction.
@@ -112,5 +118,5 @@ def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
     if not pool:
         return None
     best = min(c.nrmse for c in pool)
-    threshold = max(best * 1.5, tolerance)
+    threshold = max(best * 1.5, working_tolerance(tolerance, best))
     return min((c for c in pool if c.nrmse <= threshold), key=lambda c: (c.complexity, c.nrmse))

@@ -70,7 +70,7 @@ def distill(
             teacher = teacher_from_callable(fn, names, index, double=double)
             budget = budget_s / len(outputs)
             structure[output] = {}
-            candidates = solve_output(
+            candidates, working = solve_output(
                 teacher, ranges, units=units if has_units else None,  # type: ignore[arg-type]
                 out_unit=out_unit if has_units else None, budget_s=budget, tolerance=tolerance,
                 seed=seed, domain=domain, notes=structure[output])
@@ -78,7 +78,7 @@ def distill(
             budget_use[output] = structure[output].pop("budget", "") + (
                 f"; {snapped}" if snapped else "")
             pareto[output] = pareto_front(candidates)
-            pick = _choose(candidates, tolerance)
+            pick = _choose(candidates, working)
             if pick is None or pick.nrmse > 3 * tolerance:
                 best = ", ".join(f"{format_expression(c.expr)} (nRMSE {c.nrmse:.3g})"
                                  for c in pareto[output][-3:]) or "none"

@@ -53,8 +53,9 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
     Every option within `allowed` qualifies, but with a noisy teacher a cheaper
     wrong constant (2/(5π²) for 1/(8π), 1.8 % off) can stay within the noise: an
     option is kept only if its error is within 10 % of the float's own (or of the
-    best option's, when that is worse). The same number in two spellings, 44/7
-    against 2π, fits alike, and the cheaper wins."""
+    best option's, when that is worse), or within 50 % when it costs at most a quarter
+    of the closest-fitting option. The same number in two spellings, 44/7 against 2π,
+    fits alike, and the cheaper wins."""
     current = nrmse(evaluate(expr, x), y)
     scored = []
     for cost, option in options:
@@ -63,10 +64,24 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
             scored.append((cost, error, option))
     if not scored:
         return expr
-    near = max(current, min(error for _, error, _ in scored)) * 1.1 + 1e-15
-    cost, _, option = min(((c, e, o) for c, e, o in scored if e <= near),
+    reference = max(current, min(error for _, error, _ in scored))
+    closest_cost = min(scored, key=lambda t: (t[1], t[0]))[0]
+
+    def near(cost: int) -> float:
+        # Far fewer digits buy more room: 1 for 0.99918 (the teacher's bias) beats
+        # 65·√2/92, 2π beats 44/7 for 6.2857; two numbers of about one size (2/(5π²),
+        # 1/(8π)) are held to 10 %.
+        share = CHEAP_SHARE if cost * CHEAP_RATIO <= closest_cost else NEAR_SHARE
+        return reference * (1 + share) + 1e-15
+
+    cost, _, option = min(((c, e, o) for c, e, o in scored if e <= near(c)),
                           key=lambda t: (t[0], t[1]))
     return expr.xreplace({f: option})
+
+
+NEAR_SHARE = 0.1  # an option may fit this much worse than the float and still be chosen
+CHEAP_SHARE = 0.5  # … or this much, when it costs at most 1/CHEAP_RATIO of the closest one
+CHEAP_RATIO = 4
 
 
 SIMPLIFY_MAX_S = 30.0  # without a deadline; one simplify took 60 s on a Lorentz candidate

@@ -31,8 +31,10 @@ from registry.core.expr import symbol
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.dimensions import alternative_reductions, reduce_dimensions
 from registry.distillation.domain import NEARBY_STEP, Domain
+from registry.distillation.group_separation import separate_groups
 from registry.distillation.problem import _Problem
-from registry.distillation.reduction_fits import _quick, _search_reduced
+from registry.distillation.reduction_fits import _quick, _search_reduced, target_tolerance
+from registry.distillation.resolution import polynomial_floor, working_tolerance
 from registry.distillation.snapping import snap_constants
 from registry.distillation.structure import (
     irrelevant_inputs,
@@ -56,8 +58,9 @@ SNAP_SHARE = 0.15  # of the budget kept for scoring and snapping after the searc
 def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
                  units: Mapping[str, str] | None, out_unit: str | None, budget_s: float,
                  tolerance: float, seed: int = 0, domain: Domain | None = None,
-                 notes: dict[str, str] | None = None) -> list[Candidate]:
-    """Candidates for one output, best first (not yet reduced to a Pareto front).
+                 notes: dict[str, str] | None = None) -> tuple[list[Candidate], float]:
+    """Candidates for one output, best first (not yet reduced to a Pareto front), and the
+    tolerance worked to (the given one, tightened to the teacher's resolution).
 
     `domain`: where to ask the teacher (default: the box over `ranges`); `notes`, when
     given, receives what each structure test did (test name -> a sentence)."""
@@ -72,6 +75,7 @@ def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
         if notes is not None:
             notes.update(problem.notes)
     problem.enter("scoring")
+    tolerance = problem.tolerance  # as tightened to the teacher's resolution
     test = problem.where.held_out(SAMPLES, np.random.default_rng(seed + 1))
     truth = teacher(test)
     scored = [Candidate(c.expr, c.complexity, nrmse(evaluate(c.expr, test), truth), c.method,
@@ -99,7 +103,7 @@ def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
                            f"{time.monotonic() - start:.1f} s of {budget_s:g} s"
                            if problem.ran_out_in else
                            f"finished in {time.monotonic() - start:.1f} s of {budget_s:g} s")
-    return sorted(rescored, key=lambda c: (c.nrmse, c.complexity))
+    return sorted(rescored, key=lambda c: (c.nrmse, c.complexity)), tolerance
 
 
 def _units_ok(expr: sympy.Expr, units: Mapping[str, str] | None, out_unit: str | None) -> bool:
@@ -128,6 +132,7 @@ def _solve(p: _Problem) -> None:
     if spread <= 1e-12 * (float(np.abs(y).mean()) or 1.0):
         p.found.append(Candidate(sympy.Float(float(y.mean())), 1, 0.0, "constant"))
         return
+    _resolve(p, x, y)
     p.enter("irrelevant inputs")
     unused = _irrelevant(p)
     used = [n for n in p.ranges if n not in unused]
@@ -158,6 +163,15 @@ def _solve(p: _Problem) -> None:
         _quick(p, *setup, y)
         if p.found and _good_enough(p):
             return
+    if len(used) >= 2 and p.enter("separable groups"):
+        # The Π groups may split where the inputs do not: x·(1 − π₁)/√(1 − π₂²).
+        until = time.monotonic() + 0.2 * (p.deadline - time.monotonic())
+        for prefactor, groups, group_values, target, pre in setups:
+            tol = target_tolerance(p.tolerance, y, pre, target)
+            if separate_groups(p, prefactor, groups, group_values, target, tol, until=until):
+                p.notes["separable_groups"] = f"f(Π) split by group on {sorted(groups)}"
+                if _good_enough(p):
+                    return
     if setups[0][0] != 1 and p.enter("quick solvers"):
         # Declared units can be wrong (a table's typo, a unit of convenience): the
         # reduction then hides the law. Try the plain variables with the quick solvers.
@@ -175,6 +189,18 @@ def _solve(p: _Problem) -> None:
     if len(used) == 2 and not recorded and not _good_enough(p) and p.enter("separability"):
         _separate(p, used, until=p.deadline)
     p.enter("scoring")
+
+
+def _resolve(p: _Problem, x: Mapping[str, np.ndarray], y: np.ndarray) -> None:
+    """Tighten the tolerance to how finely the teacher resolves its law (`resolution.py`)."""
+    test = p.where.held_out(SAMPLES, p.rng)
+    floor = polynomial_floor(x, y, test, p.teacher(test), p.where.ranges)
+    working = working_tolerance(p.tolerance, floor)
+    p.notes["tolerance"] = (
+        f"{p.tolerance:.3g} given; a dense polynomial fits the teacher to {floor:.3g}, "
+        + (f"so the solver worked to {working:.3g}" if working < p.tolerance
+           else "so the given tolerance stands"))
+    p.tolerance = working
 
 
 def _irrelevant(p: _Problem) -> list[str]:

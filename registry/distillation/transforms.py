@@ -19,6 +19,7 @@ class _Transform:
     name: str
     forward: Callable[[np.ndarray], np.ndarray]
     back: Callable[[sympy.Expr, float], sympy.Expr]  # (fit of T(t), sign of t) → t
+    searched: bool = True  # also a target of the expression search (else quick solvers only)
 
 
 def _transforms(t: np.ndarray) -> list[_Transform]:
@@ -32,6 +33,10 @@ def _transforms(t: np.ndarray) -> list[_Transform]:
         _Transform("log", lambda v: np.log(np.abs(v)), lambda e, s: s * _exp(e)),
         _Transform("inverse square", lambda v: 1 / np.square(v),
                    lambda e, s: s * _inverse(_root(e))),
+        # Occupation numbers: 1/(eˣ − 1) (Bose–Einstein, Planck) is x itself here, a power
+        # law; the search does not need it (it reaches eˣ − 1 on the inverse).
+        _Transform("log of 1 + the inverse", lambda v: np.log1p(1 / np.abs(v)),
+                   lambda e, s: s / (sympy.exp(e) - 1), searched=False),
     ]
 
 
