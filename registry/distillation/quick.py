@@ -43,8 +43,10 @@ def _nrmse(predicted: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean((predicted - y) ** 2))) / spread
 
 
-def power_law(variables: Mapping[str, np.ndarray], y: np.ndarray) -> QuickFit | None:
-    """y = c·Π x_i^a_i with rational a_i, fitted in log space (needs positive x, one-signed y)."""
+def power_law(variables: Mapping[str, np.ndarray], y: np.ndarray,
+              weights: np.ndarray | None = None) -> QuickFit | None:
+    """y = c·Π x_i^a_i with rational a_i, fitted in log space (needs positive x, one-signed y);
+    `weights`: how much each point counts (1/its error in log y), all alike by default."""
     names = list(variables)
     if not names or np.any(y == 0) or not (np.all(y > 0) or np.all(y < 0)):
         return None
@@ -52,14 +54,15 @@ def power_law(variables: Mapping[str, np.ndarray], y: np.ndarray) -> QuickFit | 
         return None
     sign = 1.0 if y[0] > 0 else -1.0
     logs = np.stack([np.log(variables[n]) for n in names] + [np.ones_like(y)], axis=1)
-    coef, *_ = np.linalg.lstsq(logs, np.log(sign * y), rcond=None)
+    w = np.ones_like(y) if weights is None else weights
+    coef, *_ = np.linalg.lstsq(logs * w[:, None], np.log(sign * y) * w, rcond=None)
     exponents = [snap_fraction(float(a)) for a in coef[:-1]]
     if any(e is None for e in exponents):
         return None
     monomial = np.ones_like(y)
     for n, e in zip(names, exponents, strict=True):
         monomial = monomial * np.power(variables[n], float(e))  # type: ignore[arg-type]
-    c = float(np.sum(monomial * y) / np.sum(monomial * monomial))
+    c = float(np.sum(w * w * monomial * y) / np.sum(w * w * monomial * monomial))
     expr = sympy.Float(c) * sympy.Mul(*(symbol(n) ** sympy.Rational(e.numerator, e.denominator)
                                         for n, e in zip(names, exponents, strict=True)
                                         if e))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import sympy
@@ -74,10 +75,17 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             t = transform.forward(target)
         if not np.all(np.isfinite(t)):
             continue
+        # A power law of T(t), weighted by how far the teacher's error moves log T at
+        # each point (log(1 + 1/f) of a Planck law is exact where f is large and swamped
+        # where it is small): judged as a law for t.
+        fit = power_law(values, t, weights=_log_weights(transform, target))
+        law = None if fit is None else _back(transform, fit.expr, sign)
+        if law is not None and nrmse(evaluate(law, values), target) < tol:
+            record(law, f"power law of the {transform.name}")
+            continue
         # The teacher's error, carried through the transform: how loose to fit there.
         loose = tol * _stretch(transform, target)
-        for solver, label in ((power_law, "power law"),
-                              (lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
+        for solver, label in ((lambda v, u: fit_polynomial(v, u, degree=2), "polynomial"),
                               (lambda v, u, tol=loose: _rational_both_ways(v, u, tol),
                                "rational"),
                               (lambda v, u, tol=loose: fit_library(v, u, tolerance=tol),
@@ -89,6 +97,19 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             if law is not None and nrmse(evaluate(law, values), target) < tol:
                 record(law, f"{label} of the {transform.name}")
                 break
+
+
+def _log_weights(transform: Any, t: np.ndarray) -> np.ndarray | None:
+    """1/(the error of log T(t)) per point, for an error of t of one size everywhere; None
+    where it has no finite value."""
+    h = 1e-6
+    with np.errstate(all="ignore"):
+        forward = transform.forward(t)
+        slope = (transform.forward(t * (1 + h)) - transform.forward(t * (1 - h))) / (2 * h * t)
+        weights = np.abs(forward / slope)
+    if not np.all(np.isfinite(weights)) or not np.any(weights > 0):
+        return None
+    return np.asarray(weights / weights.max())
 
 
 def target_tolerance(tolerance: float, y: np.ndarray, pre: np.ndarray,
