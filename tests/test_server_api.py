@@ -721,3 +721,39 @@ def test_sigterm_stops_the_server_with_a_request_in_flight(tmp_path: Path) -> No
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_every_connection_gets_tcp_nodelay_with_any_number_of_workers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: with --workers N the children's listening socket has protocol 0, asyncio
+    leaves Nagle on, and each response waits ~40 ms for a delayed ACK."""
+    from typer.testing import CliRunner
+
+    from registry.cli.main import app
+    from registry.server.nodelay import NoDelayHTTPProtocol, set_no_delay
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    conn, _ = listener.accept()
+    try:
+        class Transport:
+            def get_extra_info(self, name: str) -> Any:
+                return conn if name == "socket" else None
+
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        set_no_delay(Transport())  # type: ignore[arg-type]
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for s in (client, conn, listener):
+            s.close()
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    result = CliRunner().invoke(app, ["serve", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen["workers"] == 3
+    assert seen["http"] == "registry.server.nodelay:NoDelayHTTPProtocol"
+    from uvicorn.importer import import_from_string
+
+    assert import_from_string(seen["http"]) is NoDelayHTTPProtocol

@@ -135,4 +135,5 @@ def serve(
                     "are refused", err=True)
     typer.echo(f"serving {root} on http://{host}:{port} with {workers} worker(s)", err=True)
     uvicorn.run("registry.server.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="info", timeout_graceful_shutdown=GRACE_S)
+                workers=workers, log_level="info", timeout_graceful_shutdown=GRACE_S,
+                http="registry.server.nodelay:NoDelayHTTPProtocol")
