@@ -137,6 +137,38 @@ def test_index_follows_tags_made_outside_the_registry(reg, repo: Path) -> None:
     assert reg.list() == []
 
 
+def test_a_fresh_index_is_read_without_a_git_process(reg, repo: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: every read spawned `git rev-parse` and `git for-each-ref` before looking
+    at the cache; the refs' file stats now tell that nothing changed."""
+    from registry.store.git import GitRepo
+
+    reg.register(repo / "modules" / "gravity")
+    assert [r.name for r in reg.list()] == ["gravity"]
+    calls: list[tuple[str, ...]] = []
+    real = GitRepo.run
+
+    def counting(self: GitRepo, *args: str, **kw: object) -> str:
+        calls.append(args)
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GitRepo, "run", counting)
+    for _ in range(3):
+        assert [r.name for r in reg.list()] == ["gravity"]
+    assert calls == []
+    # Never stale: a tag made or deleted by git itself, a registration, a packing of refs.
+    git(repo, "tag", "-d", "gravity@v1.0.0")
+    assert reg.list() == []
+    git(repo, "tag", "-a", "-m", "again", "gravity@v1.0.0", "HEAD")
+    assert [r.version for r in reg.list()] == ["1.0.0"]
+    reg.register(repo / "modules" / "drag")
+    assert [r.name for r in reg.list()] == ["drag", "gravity"]
+    git(repo, "pack-refs", "--all")
+    git(repo, "tag", "-d", "drag@v1.0.0")
+    assert [r.name for r in reg.list()] == ["gravity"]
+    assert calls  # each change was checked with git
+
+
 def test_module_outside_modules_folder_is_refused(reg, repo: Path, tmp_path: Path) -> None:
     stray = tmp_path / "elsewhere" / "gravity"
     stray.parent.mkdir()

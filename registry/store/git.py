@@ -65,6 +65,7 @@ class GitRepo:
         self.root = root
         self._repo: git.Repo | None = None
         self._cat_lock = threading.Lock()  # the cat-file process serves one read at a time
+        self._git_dirs: tuple[Path, Path] | None = None
 
     @property
     def _git(self) -> git.Git:
@@ -123,6 +124,38 @@ class GitRepo:
             name, obj, peeled, created = line.split("\0")
             tags.append(Tag(name, obj, peeled or obj, created))
         return tags
+
+    def ref_state(self) -> str | None:
+        """A summary of what the refs are stored in, read without a git process: the file
+        stats (inode, size, mtime) of HEAD, the branch it names, packed-refs and every
+        folder under refs/tags. Git writes a ref by renaming a lock file over it, which
+        changes the ref's inode and its folder's mtime, so a commit, a tag, a `git fetch`
+        or a `pack-refs` changes the summary. None where the files cannot be read."""
+        import hashlib
+        import os
+
+        try:
+            gitdir, common = self._dirs()
+            head = gitdir / "HEAD"
+            parts = [_stat(head), _stat(common / "packed-refs")]
+            text = head.read_text(encoding="utf-8", errors="replace")
+            if text.startswith("ref: "):
+                parts.append(_stat(common / text[5:].strip()))
+            for folder, _, _ in os.walk(common / "refs" / "tags"):
+                parts.append(_stat(Path(folder)))
+        except (OSError, RegistryError):
+            return None
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _dirs(self) -> tuple[Path, Path]:
+        """The git folder and the common one (they differ in a worktree), asked once."""
+        if self._git_dirs is None:
+            out = self.run("rev-parse", "--absolute-git-dir", "--git-common-dir").split("\n")
+            gitdir = Path(out[0].strip())
+            common = Path(out[1].strip())
+            self._git_dirs = (gitdir, common if common.is_absolute() else
+                              (self.root / common).resolve())
+        return self._git_dirs
 
     def fingerprint(self) -> str:
         """Changes whenever a tag or HEAD changes (what the index cache depends on)."""
@@ -254,3 +287,9 @@ def find_root(start: Path | None = None) -> Path:
                    "your registry's repository")
 
 
+def _stat(path: Path) -> str:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"{path}:-"
+    return f"{path}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"

@@ -79,6 +79,7 @@ class Index:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._lock_id = int.from_bytes(bytes.fromhex(self.repo_id[:16]), "big", signed=True)
         self._tables_ready = False
+        self._fresh_at: str | None = None  # the ref state last found matching the index
         meta = sa.MetaData()
         self.versions_t = sa.Table(
             f"{TABLE_PREFIX}versions", meta,
@@ -129,8 +130,14 @@ class Index:
     def _refresh(self, *, force: bool) -> bool:
         from filelock import FileLock
 
+        # Taken before the refs are read: a change after this point makes the next read
+        # look again.
+        state = self._state()
+        if not force and state is not None and state == self._fresh_at:
+            return False  # nothing git keeps refs in has changed: no git process, no query
         fingerprint = self._fingerprint()
         if not force and self._stored_fingerprint() == fingerprint:
+            self._fresh_at = state
             return False
         with FileLock(str(self.lock_path), timeout=120), self._errors():
             self._ensure_tables()
@@ -139,9 +146,25 @@ class Index:
                     conn.execute(_advisory_xact_lock(self._lock_id))
                 fingerprint = self._fingerprint()
                 if not force and self._stored_fingerprint(conn) == fingerprint:
+                    self._fresh_at = state
                     return False
                 self._rebuild(conn, fingerprint, force=force)
+        self._fresh_at = state
         return True
+
+    def _state(self) -> str | None:
+        """The refs' file summary (`GitRepo.ref_state`) with the SQLite file's inode (a
+        deleted or replaced index file is read again); None: check with git. A shared
+        database (PostgreSQL) is always checked: other hosts rebuild it."""
+        path = self._sqlite_path()
+        refs = self.repo.ref_state() if path is not None else None
+        if path is None or refs is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return f"{refs}:{st.st_ino}"
 
     def _fingerprint(self) -> str:
         return f"{SCHEMA_VERSION}:{self.repo.fingerprint()}"
