@@ -117,16 +117,19 @@ class Registry:
             spec = replace_nodes(loaded, replace)
         return self.loader.compose(spec)
 
-    def list(self, *, kind: str | None = None,
-             all_versions: bool = False) -> builtins.list[VersionRow]:
-        """Registered versions (the latest of each module unless `all_versions`)."""
+    def list(self, *, kind: str | None = None, all_versions: bool = False,
+             manifests: bool = False) -> builtins.list[VersionRow]:
+        """Registered versions (the latest of each module unless `all_versions`); each
+        row's `manifest` (a dict) only with `manifests`."""
         if not all_versions:
-            return self.store.latest(kind)
-        rows = self.store.versions(kind=kind)
+            return self.store.latest(kind, manifests=manifests)
+        rows = self.store.versions(kind=kind, manifests=manifests)
         return sorted(rows, key=lambda r: (r.name, Version.parse(r.version)))
 
-    def versions(self, name: str) -> builtins.list[VersionRow]:
-        return sorted(self.store.versions(name), key=lambda r: Version.parse(r.version))
+    def versions(self, name: str, *, manifests: bool = False) -> builtins.list[VersionRow]:
+        """Every registered version of `name`, oldest first (manifests as for `list`)."""
+        return sorted(self.store.versions(name, manifests=manifests),
+                      key=lambda r: Version.parse(r.version))
 
     def stages(self, name: str | None = None) -> dict[str, dict[str, str]]:
         """`{module: {stage: version}}` of the current stage assignments."""

@@ -19,7 +19,7 @@ import pytest
 import registry
 from registry.errors import RegistryError
 from registry.store.git import GitRepo
-from registry.store.index import Index, dispose_engines
+from registry.store.index import VERSIONS_TABLE, Index, dispose_engines
 from tests.conftest import git, make_repo
 
 SKIP_REASON = ("PostgreSQL not available: set REGISTRY_TEST_POSTGRES_URL "
@@ -114,7 +114,7 @@ def test_postgres_gives_the_same_answers_as_sqlite(
     bump(repo, "gravity", "1.1.0", "Gravity, again")
     reg.register(repo / "modules" / "gravity")
     on_postgres = answers(registry.open(repo))
-    assert table_rows(pg_url, "registry_versions") == 3
+    assert table_rows(pg_url, VERSIONS_TABLE) == 3
     assert on_postgres["resolve"]["gravity#prod"][1] == "gravity@v1.0.0"  # type: ignore[index]
     assert [v for v, *_ in on_postgres["versions"]] == ["1.0.0", "1.1.0"]  # type: ignore[attr-defined]
 
@@ -152,7 +152,7 @@ def test_index_is_rebuilt_when_tags_change(pg_url: str, repo: Path) -> None:
     import sqlalchemy as sa
 
     with reg.store.index.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM registry_versions"))
+        conn.execute(sa.text(f"DELETE FROM {VERSIONS_TABLE}"))
         conn.execute(sa.text("DELETE FROM registry_meta"))
     assert [r.version for r in registry.open(repo).list()] == ["1.0.0"]
     assert reg.store.index.refresh(force=True) is True
@@ -175,7 +175,7 @@ def test_two_repositories_share_one_database_without_seeing_each_other(
     assert [r.name for r in reg2.list()] == ["gravity"]
     assert reg1.get("gravity").summary == "Newtonian attraction between two point masses"
     assert reg2.get("gravity").summary == "Gravity of the second repository"
-    assert table_rows(pg_url, "registry_versions") == 3
+    assert table_rows(pg_url, VERSIONS_TABLE) == 3
 
     # Changing one repository's tags rebuilds its rows only.
     git(one, "tag", "-d", "gravity@v1.0.0")
@@ -281,7 +281,7 @@ def test_concurrent_refreshes_from_several_hosts_queue_on_the_database(
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
-    assert table_rows(pg_url, "registry_versions") == 2
+    assert table_rows(pg_url, VERSIONS_TABLE) == 2
 
 
 def test_unreachable_database_is_one_clear_error(

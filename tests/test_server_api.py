@@ -129,6 +129,25 @@ def test_health(c: TestClient) -> None:
     assert data["pid"] == os.getpid()
 
 
+def test_the_list_is_paged_with_a_cursor(c: TestClient) -> None:
+    """Issue 16: `limit` and `cursor`; every module once, unregistered on the first page."""
+    names, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+        data = c.get("/api/v1/modules", params=params).json()
+        pages += 1
+        names += [m["name"] for m in data["modules"]]
+        assert (data["unregistered"] != []) == (pages == 1)
+        cursor = data["next_cursor"]
+        if cursor is None:
+            break
+    assert names == ["drag", "gravity"] and pages == 2
+    whole = c.get("/api/v1/modules").json()
+    assert [m["name"] for m in whole["modules"]] == names and whole["next_cursor"] is None
+    for bad in ({"limit": 0}, {"limit": 1001}, {"cursor": "Not A Name"}):
+        assert c.get("/api/v1/modules", params=bad).status_code == 422
+
+
 def test_list_registered_latest_with_stages_and_unregistered(c: TestClient) -> None:
     data = c.get("/api/v1/modules").json()
     assert [(m["name"], m["version"]) for m in data["modules"]] == [("drag", "1.0.0"),

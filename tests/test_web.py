@@ -392,3 +392,24 @@ def test_lineage_of_a_module_distilled_from_a_node_of_a_composite(flight):
     # Below the composite: the parents it pins, linked at their versions.
     assert section.index(composite) < section.index('href="/modules/drag?version=1.0.1"')
     assert '<a href="/modules/gravity?version=1.0.1">gravity@1.0.1</a>' in section
+
+
+def test_the_list_pages_through_many_modules(site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: at 10k modules the list page shows one page, reading only its manifests."""
+    from registry.server import pages
+
+    _, client = site
+    monkeypatch.setattr(pages, "PAGE_ROWS", 2)
+    first = client.get("/").text
+    assert "5 registered modules, page 1 of 3" in _text(first)
+    assert 'rel="next" href="/?q=&amp;kind=&amp;page=2"' in first
+    assert 'rel="prev"' not in first
+    assert "Not registered yet" in _text(first) or "not registered yet" in _text(first)
+    seen = []
+    for number in (1, 2, 3):
+        page = client.get(f"/?page={number}").text
+        seen += re.findall(r'<th scope="row"><a href="/modules/([a-z-]+)">', page)
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 5
+    last = client.get("/?page=3").text
+    assert 'rel="next"' not in last and "not registered yet" not in _text(last)
+    assert "page 3 of 3" in _text(client.get("/?page=99").text)  # clamped

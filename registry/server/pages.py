@@ -53,6 +53,7 @@ __all__ = ["install"]
 HERE = Path(__file__).resolve().parent
 KINDS = ("equation", "network", "composite")
 MAX_QUERY = 200
+PAGE_ROWS = 50  # modules per list page
 PARETO_FILE = "pareto.png"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
@@ -84,23 +85,31 @@ def install(app: FastAPI) -> None:
 # pages -----------------------------------------------------------------------------
 
 
-def index_page(request: Request, q: str = "", kind: str = "") -> HTMLResponse:
+def index_page(request: Request, q: str = "", kind: str = "", page: int = 1) -> HTMLResponse:
     reg = _registry(request)
     query = q.strip()[:MAX_QUERY]
     kind = kind if kind in KINDS else ""
     found = reg.search(query or None, kind=kind or None)
-    stages = _stages_by_module(reg, found.modules)
-    rows = [{"row": row, "manifest": Manifest.model_validate(row.manifest),
-             "stages": stages.get(row.name, [])} for row in found.modules]
+    pages = max(1, -(-len(found.modules) // PAGE_ROWS))
+    page = min(max(1, page), pages)
+    shown = found.modules[(page - 1) * PAGE_ROWS:page * PAGE_ROWS]
+    stages = _stages_by_module(reg, shown)
+    # Only this page's manifests are read (from the index), not every module's.
+    rows = [{"row": row, "manifest": Manifest.model_validate(full.manifest),
+             "stages": stages.get(row.name, [])}
+            for row in shown for full in reg.versions(row.name, manifests=True)
+            if full.version == row.version]
     # A working-tree module whose manifest does not load is shown by name (`error` is set);
     # its own page says what is wrong.
     return _page(request, "index.html", title="Modules", rows=rows,
-                 unregistered=found.unregistered, q=query, kind=kind, kinds=KINDS)
+                 unregistered=found.unregistered if page == 1 else [], q=query, kind=kind,
+                 kinds=KINDS, page=page, pages=pages, total=len(found.modules))
 
 
 def leaderboard_page(request: Request) -> HTMLResponse:
     reg = _registry(request)
-    entries = [(row, Manifest.model_validate(row.manifest)) for row in reg.list()]
+    entries = [(row, Manifest.model_validate(row.manifest))
+               for row in reg.list(manifests=True)]
     by_flops = sorted(((r, m) for r, m in entries if m.cost.flops_per_sample is not None),
                       key=lambda e: (e[1].cost.flops_per_sample, e[0].name))
     by_energy = sorted(((r, m) for r, m in entries if m.cost.energy_j_per_sample is not None),

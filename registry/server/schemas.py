@@ -45,6 +45,8 @@ class WorkspaceEntry(BaseModel):
 class ModuleList(BaseModel):
     modules: list[ModuleEntry]
     unregistered: list[WorkspaceEntry]
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the "
+                                    "next page; null on the last")
 
 
 class ModuleDetail(BaseModel):

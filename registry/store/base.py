@@ -142,15 +142,17 @@ class Store(Protocol):
 
     def resolve(self, ref: str | Reference) -> Resolved: ...
 
-    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
+    def versions(self, name: str | None = None, *, kind: str | None = None,
+                 manifests: bool = False) -> list[VersionRow]:
+        """Registered versions; each row's `manifest` filled only with `manifests`."""
         ...
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """`(name, stage) -> version` of the current stage assignments."""
         ...
 
-    def latest(self, kind: str | None = None) -> list[VersionRow]:
-        """The latest version of each module, by name."""
+    def latest(self, kind: str | None = None, *, manifests: bool = False) -> list[VersionRow]:
+        """The latest version of each module, by name (manifests as for `versions`)."""
         ...
 
     def unregistered(self) -> list[str]:

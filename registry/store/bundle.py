@@ -117,7 +117,9 @@ class BundleStore:
                            f"{', '.join(sorted(self._modules))}); {_REPUBLISH}")
         return found
 
-    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
+    def versions(self, name: str | None = None, *, kind: str | None = None,
+                 manifests: bool = True) -> list[VersionRow]:
+        """Every bundled version (manifests always: they are in memory already)."""
         rows = []
         for _, resolved in sorted(self._modules.items()):
             manifest = resolved.manifest
@@ -129,7 +131,7 @@ class BundleStore:
                                        manifest=manifest.to_dict()))
         return rows
 
-    def latest(self, kind: str | None = None) -> list[VersionRow]:
+    def latest(self, kind: str | None = None, *, manifests: bool = True) -> list[VersionRow]:
         return newest(self.versions(kind=kind))
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:

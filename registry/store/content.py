@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from registry.core.manifest import Manifest
 from registry.core.reference import Version
 from registry.errors import ManifestError
 from registry.store.base import Bump
 
-__all__ = ["declared", "next_version", "refuse_link", "regular_files_only"]
+__all__ = ["declared", "next_version", "pack_folder", "refuse_link", "regular_files_only"]
 
 
 def next_version(version: Version, bump: Bump) -> str:
@@ -55,3 +56,30 @@ def regular_files_only(folder: Path) -> None:
             if entry in files and not path.is_file():
                 raise ManifestError(f"{path}: is not a regular file; remove it from the "
                                     "module folder")
+
+
+def pack_folder(folder: Path, out: Any) -> None:
+    """A .tar.gz of the folder's regular files, paths relative to it (no links, no caches)."""
+    import tarfile
+
+    files = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part == "__pycache__" or part.startswith(".git") for part in rel.parts):
+            continue
+        if path.is_symlink():
+            raise ManifestError(f"{path}: is a symbolic link; only regular files are uploaded, "
+                                "replace the link by the file itself")
+        if path.is_dir():
+            continue
+        if not path.is_file():
+            raise ManifestError(f"{path}: is not a regular file; remove it from the module "
+                                "folder")
+        files.append((path, rel.as_posix()))
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for path, arcname in files:
+            info = tarfile.TarInfo(arcname)
+            stat = path.stat()
+            info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o644
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -36,7 +37,6 @@ from registry.core.manifest import MANIFEST_FILE, Manifest
 from registry.core.reference import Reference, Version
 from registry.errors import (
     IntegrityError,
-    ManifestError,
     NotFound,
     RegistryError,
     ServerUnreachable,
@@ -44,6 +44,7 @@ from registry.errors import (
     wire_class,
 )
 from registry.store.base import Bump, Pending, RegisterResult, Resolved, VersionRow
+from registry.store.content import pack_folder
 
 if TYPE_CHECKING:
     import httpx
@@ -54,6 +55,7 @@ log = logging.getLogger("registry.remote")
 
 API = "/api/v1"
 CHUNK = 1 << 16
+PAGE = 1000  # modules per listing request (the server's maximum)
 REGISTER_TIMEOUT_S = 900.0  # the server validates and measures the module before it answers
 _START_HINT = "is the server running? start it with `registry serve`"
 
@@ -98,29 +100,43 @@ class HttpStore:
         data: dict[str, Any] = self._json("GET", "/health")
         return data
 
-    def latest(self, kind: str | None = None) -> list[VersionRow]:
-        """The latest version of each module (one request)."""
-        params = {"kind": kind} if kind is not None else None
-        data = self._json("GET", "/modules", params=params)
-        rows = [VersionRow.from_dict(entry) for entry in data.get("modules", [])]
-        return sorted(rows, key=lambda r: r.name)
+    def latest(self, kind: str | None = None, *, manifests: bool = False) -> list[VersionRow]:
+        """The latest version of each module (one request per page of the listing)."""
+        rows: list[VersionRow] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": str(PAGE), **({"kind": kind} if kind is not None else {}),
+                      **({"cursor": cursor} if cursor is not None else {})}
+            data = self._json("GET", "/modules", params=params)
+            rows += [VersionRow.from_dict(entry) for entry in data.get("modules", [])]
+            cursor = data.get("next_cursor")
+            if not cursor:
+                break
+        return self._with_manifests(sorted(rows, key=lambda r: r.name), manifests)
 
-    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
+    def versions(self, name: str | None = None, *, kind: str | None = None,
+                 manifests: bool = False) -> list[VersionRow]:
         """Every registered version (of `name`), oldest first within a module."""
         if name is None:
             return [row for n in sorted({r.name for r in self.latest(kind)})
-                    for row in self.versions(n, kind=kind)]
+                    for row in self.versions(n, kind=kind, manifests=manifests)]
         data = self._json("GET", f"/modules/{_segment(name)}/versions")
         rows = [VersionRow.from_dict(entry) for entry in data.get("versions", [])]
-        return sorted((r for r in rows if kind is None or r.kind == kind),
-                      key=lambda r: Version.parse(r.version))
+        return self._with_manifests(sorted((r for r in rows if kind is None or r.kind == kind),
+                                           key=lambda r: Version.parse(r.version)), manifests)
+
+    def _with_manifests(self, rows: list[VersionRow], manifests: bool) -> list[VersionRow]:
+        if not manifests:
+            return rows
+        return [dataclasses.replace(r, manifest=self._json(
+            "GET", f"/modules/{_segment(r.ref)}/manifest")) for r in rows]
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         rows = self.versions(name) if name is not None else self.versions()
         return {(row.name, stage): row.version for row in rows for stage in row.stages}
 
     def unregistered(self) -> list[str]:
-        data = self._json("GET", "/modules")
+        data = self._json("GET", "/modules", params={"limit": "1"})  # on the first page
         return sorted(str(entry["name"]) for entry in data.get("unregistered", []))
 
     def resolve(self, ref: str | Reference) -> Resolved:
@@ -182,7 +198,7 @@ class HttpStore:
         """
         folder = pending.folder
         with tempfile.TemporaryFile() as archive:
-            _pack(folder, archive)
+            pack_folder(folder, archive)
             size = archive.tell()
             archive.seek(0)
             files = {"archive": (f"{folder.resolve().name}.tar.gz", archive,
@@ -366,30 +382,3 @@ class HttpStore:
 def _segment(text: str) -> str:
     """A reference as one URL path segment (`gravity#prod` -> `gravity%23prod`)."""
     return quote(text, safe="@")
-
-
-def _pack(folder: Path, out: Any) -> None:
-    """A .tar.gz of the folder's regular files, paths relative to it (no links, no caches)."""
-    import tarfile
-
-    files = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part == "__pycache__" or part.startswith(".git") for part in rel.parts):
-            continue
-        if path.is_symlink():
-            raise ManifestError(f"{path}: is a symbolic link; only regular files are uploaded, "
-                                "replace the link by the file itself")
-        if path.is_dir():
-            continue
-        if not path.is_file():
-            raise ManifestError(f"{path}: is not a regular file; remove it from the module "
-                                "folder")
-        files.append((path, rel.as_posix()))
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for path, arcname in files:
-            info = tarfile.TarInfo(arcname)
-            stat = path.stat()
-            info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o644
-            with path.open("rb") as handle:
-                tar.addfile(info, handle)

@@ -31,26 +31,29 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from registry.core.reference import Version
 from registry.errors import RegistryError
 from registry.store.base import MODULES_DIR, VersionRow
-from registry.store.git import GitRepo, StageTag, VersionTag
+from registry.store.git import GitRepo
+from registry.store.index_rows import current_stages, ports_json, version_row
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["Index"]
+__all__ = ["VERSIONS_TABLE", "Index"]
 
 T = TypeVar("T")
 log = logging.getLogger("registry.index")
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 3: a `ports` column beside the manifest
 TABLE_PREFIX = "registry_"
+# A new row layout gets a new table (the cache is rebuilt into it): old servers sharing a
+# database keep theirs.
+VERSIONS_TABLE = f"{TABLE_PREFIX}versions_v{SCHEMA_VERSION}"
 # PostgreSQL advisory lock guarding CREATE TABLE (shared by every repository).
 _DDL_LOCK = int.from_bytes(hashlib.sha256(b"registry-index-ddl").digest()[:8], "big",
                            signed=True)
@@ -60,7 +63,7 @@ _ENGINES_LOCK = threading.Lock()
 
 
 class Index:
-    """SQL tables `registry_versions`, `registry_stages`, `registry_meta`, refreshed from git.
+    """SQL tables `VERSIONS_TABLE`, `registry_stages`, `registry_meta`, refreshed from git.
 
     `key` names this repository's rows (default: its absolute path); the
     tables may hold other repositories' rows too.
@@ -82,7 +85,7 @@ class Index:
         self._fresh_at: str | None = None  # the ref state last found matching the index
         meta = sa.MetaData()
         self.versions_t = sa.Table(
-            f"{TABLE_PREFIX}versions", meta,
+            VERSIONS_TABLE, meta,
             sa.Column("repo", sa.String(32), primary_key=True),
             sa.Column("name", sa.String(64), primary_key=True),
             sa.Column("version", sa.String(64), primary_key=True),
@@ -93,6 +96,7 @@ class Index:
             sa.Column("commit", sa.String(64), nullable=False),
             sa.Column("created", sa.String(40), nullable=False),
             sa.Column("manifest", sa.Text, nullable=False),  # JSON text, on every backend
+            sa.Column("ports", sa.Text, nullable=False),  # the ports' units, JSON
         )
         self.stages_t = sa.Table(
             f"{TABLE_PREFIX}stages", meta,
@@ -135,9 +139,12 @@ class Index:
         state = self._state()
         if not force and state is not None and state == self._fresh_at:
             return False  # nothing git keeps refs in has changed: no git process, no query
+        stored = self._stored_meta()
+        if not force and state is not None and stored.get("ref_state") == state:
+            self._fresh_at = state  # as the last refresh (of any process) left the refs
+            return False
         fingerprint = self._fingerprint()
-        if not force and self._stored_fingerprint() == fingerprint:
-            self._fresh_at = state
+        if not force and stored.get("fingerprint") == fingerprint and state is None:
             return False
         with FileLock(str(self.lock_path), timeout=120), self._errors():
             self._ensure_tables()
@@ -145,12 +152,23 @@ class Index:
                 if self.is_postgres:  # other hosts sharing the database queue here
                     conn.execute(_advisory_xact_lock(self._lock_id))
                 fingerprint = self._fingerprint()
-                if not force and self._stored_fingerprint(conn) == fingerprint:
+                if not force and self._stored_meta(conn).get("fingerprint") == fingerprint:
+                    self._write_meta(conn, {"ref_state": state})
                     self._fresh_at = state
                     return False
                 self._rebuild(conn, fingerprint, force=force)
+                self._write_meta(conn, {"ref_state": state})
         self._fresh_at = state
         return True
+
+    def _write_meta(self, conn: sa.Connection, values: dict[str, str | None]) -> None:
+        """Replace these keys of this repository's meta rows (a None value: only delete)."""
+        m = self.meta_t
+        conn.execute(m.delete().where((m.c.repo == self.repo_id) & m.c.key.in_(list(values))))
+        rows = [{"repo": self.repo_id, "key": k, "value": v} for k, v in values.items()
+                if v is not None]
+        if rows:
+            conn.execute(m.insert(), rows)
 
     def _state(self) -> str | None:
         """The refs' file summary (`GitRepo.ref_state`) with the SQLite file's inode (a
@@ -169,18 +187,19 @@ class Index:
     def _fingerprint(self) -> str:
         return f"{SCHEMA_VERSION}:{self.repo.fingerprint()}"
 
-    def _stored_fingerprint(self, conn: sa.Connection | None = None) -> str | None:
+    def _stored_meta(self, conn: sa.Connection | None = None) -> dict[str, str]:
+        """This repository's meta rows (fingerprint, ref_state, root); {} with no tables."""
         import sqlalchemy as sa
 
-        query = sa.select(self.meta_t.c.value).where(
-            (self.meta_t.c.repo == self.repo_id) & (self.meta_t.c.key == "fingerprint"))
+        query = sa.select(self.meta_t.c.key, self.meta_t.c.value).where(
+            self.meta_t.c.repo == self.repo_id)
         if conn is not None:
-            return conn.execute(query).scalar()
+            return {str(k): str(v) for k, v in conn.execute(query)}
         try:
             with self.engine.connect() as fresh:
-                return fresh.execute(query).scalar()
+                return {str(k): str(v) for k, v in fresh.execute(query)}
         except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-            return None  # no tables yet (or no server: refresh says so)
+            return {}  # no tables yet (or no server: refresh says so)
 
     def _ensure_tables(self) -> None:
         if self._tables_ready:
@@ -221,26 +240,42 @@ class Index:
                 manifest = parse_manifest(blob.decode(), source=f"{vtag.tag.name}:module.yaml")
             except Exception:
                 continue
+            data = manifest.to_dict()
             rows.append({"repo": mine, "name": vtag.module, "version": vtag.version,
                          "kind": manifest.kind, "summary": manifest.summary,
                          "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
                          "commit": vtag.tag.commit, "created": vtag.tag.created,
-                         "manifest": json.dumps(manifest.to_dict())})
+                         "manifest": json.dumps(data), "ports": ports_json(data)})
         if rows:
             conn.execute(v.insert(), rows)
         conn.execute(s.delete().where(s.c.repo == mine))
-        stage_rows = _current_stages(self.repo.stage_tags(tags), version_tags)
+        stage_rows = current_stages(self.repo.stage_tags(tags), version_tags)
         if stage_rows:
             conn.execute(s.insert(), [{"repo": mine, **row} for row in stage_rows])
         conn.execute(m.delete().where((m.c.repo == mine) & m.c.key.in_(["fingerprint", "root"])))
         conn.execute(m.insert(), [{"repo": mine, "key": "fingerprint", "value": fingerprint},
                                   {"repo": mine, "key": "root", "value": self.key}])
 
-    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
-        """Registered versions (with the stages they hold), ordered by name."""
-        return self._rebuilding_if_corrupt(lambda: self._versions(name, kind))
+    def versions(self, name: str | None = None, *, kind: str | None = None,
+                 manifests: bool = False) -> list[VersionRow]:
+        """Registered versions (with the stages they hold), ordered by name; each row's
+        manifest only with `manifests` (a listing needs the ports' units, not manifests)."""
+        return self._rebuilding_if_corrupt(lambda: self._versions(name, kind, manifests))
 
-    def _versions(self, name: str | None, kind: str | None) -> list[VersionRow]:
+    def names(self) -> set[str]:
+        """The names of the registered modules (one small query)."""
+        import sqlalchemy as sa
+
+        def work() -> set[str]:
+            self.refresh()
+            v = self.versions_t
+            query = sa.select(v.c.name).where(v.c.repo == self.repo_id).distinct()
+            with self._errors(), self.engine.connect() as conn:
+                return {str(n) for n in conn.execute(query).scalars()}
+        return self._rebuilding_if_corrupt(work)
+
+    def _versions(self, name: str | None, kind: str | None,
+                  manifests: bool) -> list[VersionRow]:
         import sqlalchemy as sa
 
         self.refresh()
@@ -248,7 +283,9 @@ class Index:
         # One statement, so one snapshot: a concurrent refresh is seen whole or not at all.
         joined = v.outerjoin(s, (s.c.repo == v.c.repo) & (s.c.name == v.c.name)
                              & (s.c.version == v.c.version))
-        query = sa.select(v, s.c.stage).select_from(joined).where(v.c.repo == self.repo_id)
+        columns = [c for c in v.c if manifests or c.name != "manifest"]
+        query = sa.select(*columns, s.c.stage).select_from(joined).where(
+            v.c.repo == self.repo_id)
         if name is not None:
             query = query.where(v.c.name == name)
         if kind is not None:
@@ -260,7 +297,7 @@ class Index:
             _, held = found.setdefault((r["name"], r["version"]), (r, []))
             if r["stage"] is not None:
                 held.append(r["stage"])
-        return [_row(r, held) for r, held in found.values()]
+        return [version_row(r, held, with_manifest=manifests) for r, held in found.values()]
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""
@@ -354,39 +391,6 @@ def _advisory_xact_lock(key: int) -> sa.Select[Any]:
     import sqlalchemy as sa
 
     return sa.select(sa.func.pg_advisory_xact_lock(key))
-
-
-def _row(r: Any, held: list[str]) -> VersionRow:
-    manifest = json.loads(r["manifest"])
-    return VersionRow(r["name"], r["version"], r["kind"], r["summary"], r["tag"], r["commit"],
-                      r["created"], tuple(sorted(held)), _units(manifest.get("inputs")),
-                      _units(manifest.get("outputs")), manifest)
-
-
-def _units(ports: Any) -> dict[str, str]:
-    return {str(n): str(p.get("unit", "1")) for n, p in (ports or {}).items()
-            if isinstance(p, dict)}
-
-
-def _current_stages(stage_tags: Sequence[StageTag],
-                    version_tags: Sequence[VersionTag]) -> list[dict[str, Any]]:
-    """GTO's rule: the highest-numbered tag of a stage wins; `!` unassigns."""
-    by_commit: dict[tuple[str, str], list[str]] = {}
-    for vtag in version_tags:
-        by_commit.setdefault((vtag.module, vtag.tag.commit), []).append(vtag.version)
-    latest: dict[tuple[str, str], StageTag] = {}
-    for stag in stage_tags:
-        key = (stag.module, stag.stage)
-        if key not in latest or stag.number > latest[key].number:
-            latest[key] = stag
-    rows = []
-    for (module, stage), stag in latest.items():
-        versions = by_commit.get((module, stag.tag.commit))
-        if stag.unassign or not versions:
-            continue
-        rows.append({"name": module, "stage": stage, "number": stag.number,
-                     "version": max(versions, key=Version.parse)})
-    return rows
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -106,17 +106,18 @@ class LocalStore:
 
     # reading -----------------------------------------------------------------
 
-    def versions(self, name: str | None = None, *, kind: str | None = None) -> list[VersionRow]:
-        return self.index.versions(name, kind=kind)
+    def versions(self, name: str | None = None, *, kind: str | None = None,
+                 manifests: bool = False) -> list[VersionRow]:
+        return self.index.versions(name, kind=kind, manifests=manifests)
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         return self.index.stages(name)
 
-    def latest(self, kind: str | None = None) -> list[VersionRow]:
-        return newest(self.versions(kind=kind))
+    def latest(self, kind: str | None = None, *, manifests: bool = False) -> list[VersionRow]:
+        return newest(self.versions(kind=kind, manifests=manifests))
 
     def unregistered(self) -> list[str]:
-        registered = {row.name for row in self.versions()}
+        registered = self.index.names()
         return [n for n in self.workspace_names() if n not in registered]
 
     def workspace_names(self) -> list[str]:
@@ -135,7 +136,7 @@ class LocalStore:
                                f"tree; create it with `registry new {reference.name}`")
             regular_files_only(path.parent)
             return self._workspace(load_manifest(path))
-        rows = {row.version: row for row in self.versions(reference.name)}
+        rows = {row.version: row for row in self.versions(reference.name, manifests=True)}
         if reference.stage is not None:
             stages = self.stages(reference.name)
             version = stages.get((reference.name, reference.stage))

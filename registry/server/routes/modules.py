@@ -2,7 +2,9 @@
 
     GET /api/v1/modules                   latest of each registered module and the working
                                           tree's unregistered ones; kind, input_unit,
-                                          output_unit, q filter both (`Registry.search`)
+                                          output_unit, q filter both (`Registry.search`);
+                                          `limit` per page (100, at most 1000), then
+                                          `cursor=<next_cursor>` for the next one
     GET /api/v1/modules/{ref}             one version, with the module's versions and stages
     GET /api/v1/modules/{name}/versions   every registered version of a module
     GET /api/v1/modules/{ref}/manifest    the manifest as JSON
@@ -14,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 
+from registry.core.manifest import NAME_PATTERN
 from registry.errors import NotFound
 from registry.server.handlers import openapi_errors
 from registry.server.routes.common import (
@@ -31,6 +34,9 @@ from registry.server.schemas import ModuleDetail, ModuleList, VersionList, Works
 
 router = api_router()
 
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
 
 @router.get("/modules", response_model=ModuleList, summary="List modules",
             responses=openapi_errors(422))
@@ -45,11 +51,22 @@ def list_modules(
                                              "an output in this unit")] = None,
     q: Annotated[str | None, Query(max_length=200, description="text in the name or summary "
                                    "(case-insensitive)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="modules per page")]
+    = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN,
+                                        description="`next_cursor` of the previous page")]
+    = None,
 ) -> ModuleList:
     found = registry_of(request).search(q, kind=kind, input_unit=input_unit,
                                         output_unit=output_unit)
-    return ModuleList(modules=[entry(row) for row in found.modules],
-                      unregistered=[WorkspaceEntry(**m.to_dict()) for m in found.unregistered])
+    rows = [row for row in found.modules if cursor is None or row.name > cursor]
+    page = rows[:limit]
+    return ModuleList(
+        modules=[entry(row) for row in page],
+        # The working tree's unregistered modules come with the first page only.
+        unregistered=[] if cursor is not None else
+        [WorkspaceEntry(**m.to_dict()) for m in found.unregistered],
+        next_cursor=page[-1].name if len(rows) > limit else None)
 
 
 @router.get("/modules/{ref}", response_model=ModuleDetail, summary="One module version",
