@@ -14,6 +14,7 @@ server) and `BundleStore` (the copy inside a published MLflow model).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,15 +177,21 @@ def newest(rows: list[VersionRow]) -> list[VersionRow]:
     latest: dict[str, VersionRow] = {}
     for row in rows:
         best = latest.get(row.name)
-        if best is None or _newer(row.version, best.version):
+        if best is None or newer(row.version, best.version):
             latest[row.name] = row
     return [latest[name] for name in sorted(latest)]
 
 
-def _newer(a: str, b: str) -> bool:
-    from registry.core.reference import Version
-
-    va, vb = Version.parse(a), Version.parse(b)
+def newer(a: str, b: str) -> bool:
+    """Whether version `a` is a later "latest" than `b` (a release beats any pre-release)."""
+    va, vb = _parsed(a), _parsed(b)
     if bool(va.pre) != bool(vb.pre):
         return not va.pre  # a release beats any pre-release for "latest"
-    return va > vb
+    return bool(va > vb)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Any:
+    from registry.core.reference import Version
+
+    return Version.parse(text)

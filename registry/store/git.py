@@ -149,6 +149,9 @@ class GitRepo:
 
     def _dirs(self) -> tuple[Path, Path]:
         """The git folder and the common one (they differ in a worktree), asked once."""
+        dotgit = self.root / ".git"
+        if self._git_dirs is None and dotgit.is_dir() and (dotgit / "HEAD").is_file():
+            self._git_dirs = (dotgit.resolve(), dotgit.resolve())  # a plain clone: no git call
         if self._git_dirs is None:
             out = self.run("rev-parse", "--absolute-git-dir", "--git-common-dir").split("\n")
             gitdir = Path(out[0].strip())

@@ -30,21 +30,21 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.errors import RegistryError
-from registry.store.base import MODULES_DIR, VersionRow
+from registry.store.base import MODULES_DIR, VersionRow, newer
 from registry.store.git import GitRepo
+from registry.store.index_engine import _advisory_xact_lock, _engine, dispose_engines
 from registry.store.index_rows import current_stages, ports_json, version_row
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["VERSIONS_TABLE", "Index"]
+__all__ = ["VERSIONS_TABLE", "Index", "dispose_engines"]
 
 T = TypeVar("T")
 log = logging.getLogger("registry.index")
@@ -58,8 +58,6 @@ VERSIONS_TABLE = f"{TABLE_PREFIX}versions_v{SCHEMA_VERSION}"
 _DDL_LOCK = int.from_bytes(hashlib.sha256(b"registry-index-ddl").digest()[:8], "big",
                            signed=True)
 
-_ENGINES: dict[str, sa.Engine] = {}
-_ENGINES_LOCK = threading.Lock()
 
 
 class Index:
@@ -257,10 +255,12 @@ class Index:
                                   {"repo": mine, "key": "root", "value": self.key}])
 
     def versions(self, name: str | None = None, *, kind: str | None = None,
-                 manifests: bool = False) -> list[VersionRow]:
+                 manifests: bool = False, latest: bool = False) -> list[VersionRow]:
         """Registered versions (with the stages they hold), ordered by name; each row's
-        manifest only with `manifests` (a listing needs the ports' units, not manifests)."""
-        return self._rebuilding_if_corrupt(lambda: self._versions(name, kind, manifests))
+        manifest only with `manifests` (a listing needs the ports' units, not manifests);
+        only the latest of each module with `latest` (rows are made for those alone)."""
+        return self._rebuilding_if_corrupt(
+            lambda: self._versions(name, kind, manifests, latest))
 
     def names(self) -> set[str]:
         """The names of the registered modules (one small query)."""
@@ -274,8 +274,8 @@ class Index:
                 return {str(n) for n in conn.execute(query).scalars()}
         return self._rebuilding_if_corrupt(work)
 
-    def _versions(self, name: str | None, kind: str | None,
-                  manifests: bool) -> list[VersionRow]:
+    def _versions(self, name: str | None, kind: str | None, manifests: bool,
+                  latest: bool) -> list[VersionRow]:
         import sqlalchemy as sa
 
         self.refresh()
@@ -293,11 +293,15 @@ class Index:
         with self._errors(), self.engine.connect() as conn:
             result = conn.execute(query.order_by(v.c.name, v.c.version)).mappings().all()
         found: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+        best: dict[str, str] = {}
         for r in result:
             _, held = found.setdefault((r["name"], r["version"]), (r, []))
             if r["stage"] is not None:
                 held.append(r["stage"])
-        return [version_row(r, held, with_manifest=manifests) for r, held in found.values()]
+            if latest and (r["name"] not in best or newer(r["version"], best[r["name"]])):
+                best[r["name"]] = r["version"]
+        keys = [(n, best[n]) for n in sorted(best)] if latest else list(found)
+        return [version_row(*found[k], with_manifest=manifests) for k in keys]
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""
@@ -361,40 +365,3 @@ def _is_corruption(exc: Exception) -> bool:
     text = str(getattr(exc, "orig", None) or exc).lower()
     return any(sign in text for sign in ("not a database", "malformed", "corrupt",
                                           "disk i/o error", "unsupported file format"))
-
-
-def _engine(url: str) -> sa.Engine:
-    """An engine; for server databases one shared pool per URL and process."""
-    import sqlalchemy as sa
-
-    if url.startswith("sqlite"):
-        # A file per repository, which tests delete: no pooled handle may outlive it.
-        engine = sa.create_engine(url)
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    with _ENGINES_LOCK:
-        shared = _ENGINES.get(url)
-        if shared is None:
-            shared = _ENGINES[url] = sa.create_engine(url, pool_pre_ping=True)
-        return shared
-
-
-def dispose_engines() -> None:
-    """Close the shared pools (tests that drop databases; forked workers)."""
-    with _ENGINES_LOCK:
-        for engine in _ENGINES.values():
-            engine.dispose()
-        _ENGINES.clear()
-
-
-def _advisory_xact_lock(key: int) -> sa.Select[Any]:
-    import sqlalchemy as sa
-
-    return sa.select(sa.func.pg_advisory_xact_lock(key))
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

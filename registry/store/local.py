@@ -49,7 +49,6 @@ from registry.store.base import (
     RegisterResult,
     Resolved,
     VersionRow,
-    newest,
 )
 from registry.store.content import declared, next_version, refuse_link, regular_files_only
 from registry.store.git import GitRepo
@@ -114,7 +113,7 @@ class LocalStore:
         return self.index.stages(name)
 
     def latest(self, kind: str | None = None, *, manifests: bool = False) -> list[VersionRow]:
-        return newest(self.versions(kind=kind, manifests=manifests))
+        return self.index.versions(kind=kind, manifests=manifests, latest=True)
 
     def unregistered(self) -> list[str]:
         registered = self.index.names()
