@@ -370,3 +370,16 @@ def test_workflows_run_the_readme_test_command(path: Path) -> None:
     assert command in [s.strip() for s in runs(load(path))], (
         f"{path.name} does not run the README's test command {command!r}"
     )
+
+
+@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=lambda p: p.name)
+def test_the_gate_cache_is_restored_before_the_check(path: Path) -> None:
+    """Issue 16: the gate cache is git-ignored, so CI paid for every check afresh."""
+    steps = [step for job in load(path)["jobs"].values() for step in job["steps"]]
+    names = [s.get("name", "") for s in steps]
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
+    assert cache["with"]["path"] == ".registry/gate-cache"
+    assert cache["with"]["restore-keys"] == "gate-"
+    assert cache["with"]["key"].startswith("gate-${{ hashFiles('modules/**'")
+    check = next(i for i, n in enumerate(names) if n.startswith("Registry check"))
+    assert steps.index(cache) < check
