@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -178,7 +179,7 @@ def main() -> None:
                 for name, url in targets.items():
                     cells.setdefault((name, concurrency), []).append(
                         asyncio.run(load(url, concurrency, args.seconds)))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (name, concurrency), runs in cells.items():
             rows.append({"server": name, "concurrency": concurrency,
                          **{k: statistics.median(r[k] for r in runs) for k in runs[0]}})
