@@ -19,8 +19,9 @@ error, and so the distiller's tolerance, is then measured against noisy held-out
 targets, as a user would measure it. `--jobs N` runs one equation per worker
 process. A method that fails on an equation is a row with its reason
 (`<method>_error`), never a crash; `<method>_distill_seconds` is the distiller's
-own time against its budget (teacher training excluded) and `<method>_budget`
-where its budget went.
+own time against its budget (teacher training excluded), `<method>_budget`
+where its budget went, `<method>_tolerance` the tolerance the solver worked to and
+`<method>_found_by` the solver stage that found the chosen law.
 
     .venv/bin/pip install -e '.[bench]'      # the peers
     .venv/bin/python benchmarks/feynman.py --subset 20 --budget-s 30 --peers --csv out.csv
@@ -191,7 +192,8 @@ def run_ours(eq: dict[str, Any], units: dict[str, str], budget: float, *,
             "teacher_nrmse": teacher_nrmse, "seconds": time.monotonic() - start,
             "distill_seconds": time.monotonic() - began,
             "budget": result.budget_use.get(eq["output"], ""),
-            "tolerance": result.structure_tests.get(eq["output"], {}).get("tolerance", "")}
+            "tolerance": result.structure_tests.get(eq["output"], {}).get("tolerance", ""),
+            "found_by": chosen.method if chosen else ""}
 
 
 def noisy(y: torch.Tensor, noise: float, seed: int = 1) -> torch.Tensor:
@@ -461,6 +463,7 @@ def run_equation(item: tuple[str, str, list[str], float, float, bool]) -> dict[s
             row[f"{method}_distill_seconds"] = round(res["distill_seconds"], 2)
             row[f"{method}_budget"] = res.get("budget", "")
             row[f"{method}_tolerance"] = res.get("tolerance", "")
+            row[f"{method}_found_by"] = res.get("found_by", "")
         if res.get("teacher_nrmse") is not None:
             row["teacher_nrmse"] = res["teacher_nrmse"]
     return row
