@@ -179,6 +179,8 @@ def main() -> None:
                 for name, url in targets.items():
                     cells.setdefault((name, concurrency), []).append(
                         asyncio.run(load(url, concurrency, args.seconds)))
+                    print(f"{name} c={concurrency}: {cells[(name, concurrency)][-1]}",
+                          file=sys.stderr, flush=True)
         rows: list[dict[str, Any]] = []
         for (name, concurrency), runs in cells.items():
             rows.append({"server": name, "concurrency": concurrency,
