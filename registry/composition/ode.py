@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from registry.nn.counting import ACTIVE, uncounted
+
 __all__ = ["integrate"]
 
 Derivative = Callable[[Mapping[str, torch.Tensor]], Mapping[str, torch.Tensor]]
@@ -37,18 +39,41 @@ def integrate(f: Derivative, initial: Mapping[str, torch.Tensor], *, dt: float, 
     history = [s]
     index = names.index(stop_when) if stop_when is not None else -1
     landed = torch.zeros(s.shape[:-1], dtype=torch.bool)
-    for step in range(steps):
-        k1 = rate(s)
-        k2 = rate(s + (dt / 2) * k1)
-        k3 = rate(s + (dt / 2) * k2)
-        k4 = rate(s + dt * k3)
-        s = s + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
-        history.append(s)
-        if stop_when is None:
-            continue
-        landed = landed | ((history[-2][..., index] > 0) & (s[..., index] <= 0))
-        if step % _CHECK_EVERY == 0 and bool(landed.all()):
-            break
+
+    def run(s: torch.Tensor, landed: torch.Tensor, start: int,
+            stop: int) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+        """Steps `start`…`stop − 1`: the state, the landed mask, steps run, all landed."""
+        for step in range(start, stop):
+            k1 = rate(s)
+            k2 = rate(s + (dt / 2) * k1)
+            k3 = rate(s + (dt / 2) * k2)
+            k4 = rate(s + dt * k3)
+            s = s + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+            history.append(s)
+            if stop_when is None:
+                continue
+            landed = landed | ((history[-2][..., index] > 0) & (s[..., index] <= 0))
+            if step % _CHECK_EVERY == 0 and bool(landed.all()):
+                return s, landed, step + 1 - start, True
+        return s, landed, stop - start, False
+
+    counting = ACTIVE.get()
+    if counting is None or steps <= 2:
+        run(s, landed, 0, steps)
+    else:
+        # Under the FLOP counter: count two steps, run the rest outside it, add theirs.
+        before = counting.snapshot()
+        s, landed, _, done = run(s, landed, 0, 1)
+        after_first = counting.snapshot()
+        if not done:
+            s, landed, _, done = run(s, landed, 1, 2)
+            after_second = counting.snapshot()
+            if not done:
+                s, landed, ran, done = uncounted(lambda: run(s, landed, 2, steps))
+                checks = sum(1 for j in range(2, 2 + ran) if j % _CHECK_EVERY == 0)
+                counting.add_steps(before, after_first, after_second, ran,
+                                   checks if stop_when is not None else 0)
+    s = history[-1]
     if stop_when is None:
         return {n: s[..., i] for i, n in enumerate(names)}
     return _at_crossing(torch.stack(history), index, names)

@@ -94,17 +94,21 @@ def count_equation_flops(equations: Mapping[str, sympy.Expr]) -> int:
 
 
 def count_module_flops(module: torch.nn.Module, example: torch.Tensor, *,
-                       backward: bool = True) -> FlopCount:
+                       backward: bool = True, extrapolate: bool = True) -> FlopCount:
     """Count FLOPs per sample of `module` on `example` (a batch), measured in torch.
 
     Forward is counted under `torch.no_grad`; forward+backward propagates a
-    gradient of ones to every parameter and to the inputs.
+    gradient of ones to every parameter and to the inputs. An ODE integration
+    inside is counted from its first two steps (`extrapolate`; the same count as
+    running every step under the counter, which `extrapolate=False` does).
     """
     batch = example.shape[0]
-    forward, by_op, uncounted = _run_counted(lambda: _forward(module, example))
+    forward, by_op, uncounted = _run_counted(lambda: _forward(module, example),
+                                             extrapolate=extrapolate)
     total = None
     if backward:
-        both, _, more = _run_counted(lambda: _forward_backward(module, example))
+        both, _, more = _run_counted(lambda: _forward_backward(module, example),
+                                     extrapolate=extrapolate)
         uncounted |= more
         total = _per_sample(both, batch)
     return FlopCount(_per_sample(forward, batch),
@@ -132,10 +136,13 @@ def _per_sample(total: int, batch: int) -> int:
     return math.ceil(total / batch) if total % batch else total // batch
 
 
-def _run_counted(body: Callable[[], None]) -> tuple[int, Counter[str], set[str]]:
+def _run_counted(body: Callable[[], None], *,
+                 extrapolate: bool = True) -> tuple[int, Counter[str], set[str]]:
     """Run `body` under FlopCounterMode (extended) and a recorder of every executed op."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
+
+    from registry.nn.counting import ACTIVE, StepExtrapolation
 
     counter = FlopCounterMode(display=False, custom_mapping=_elementwise_formulas())
     executed: set[str] = set()
@@ -146,14 +153,26 @@ def _run_counted(body: Callable[[], None]) -> tuple[int, Counter[str], set[str]]
             executed.add(func._overloadpacket.__name__)
             return func(*args, **(kwargs or {}))
 
-    with Recorder(), counter:
-        body()
+    def snapshot() -> Counter[str]:
+        by_op: Counter[str] = Counter()
+        for op, count in counter.get_flop_counts().get("Global", {}).items():
+            by_op[getattr(op, "__name__", str(op))] += int(count)
+        return by_op
+
+    # An ODE inside is counted from its first steps (`registry.nn.counting`).
+    extrapolation = StepExtrapolation(snapshot) if extrapolate else None
+    token = ACTIVE.set(extrapolation)
+    try:
+        with Recorder(), counter:
+            body()
+    finally:
+        ACTIVE.reset(token)
     known = {getattr(k, "__name__", str(k)) for k in counter.flop_registry}
     uncounted = {op for op in executed if op not in known and op not in ZERO_COST_OPS}
-    by_op: Counter[str] = Counter()
-    for per_op in counter.get_flop_counts().get("Global", {}).items():
-        by_op[getattr(per_op[0], "__name__", str(per_op[0]))] += int(per_op[1])
-    return int(counter.get_total_flops()), by_op, uncounted
+    by_op = snapshot()
+    extra = extrapolation.extra if extrapolation is not None else Counter()
+    by_op.update(extra)
+    return int(counter.get_total_flops()) + sum(extra.values()), +by_op, uncounted
 
 
 def _elementwise_formulas() -> dict[Any, Callable[..., int]]:
