@@ -1,5 +1,6 @@
-"""Issue 16: an ODE composite's FLOPs counted from two integration steps equal the count
-of every step under the counter, forward and backward, on short and full trajectories."""
+"""Issue 16: an ODE composite's FLOPs (and modeled energy's arithmetic and bytes) counted
+from two integration steps equal the count of every step under the counter, forward and
+backward, on short and full trajectories."""
 
 from __future__ import annotations
 
@@ -50,6 +51,17 @@ def test_two_counted_steps_give_the_full_count(steps: int) -> None:
     assert set(fast.uncounted_ops) <= set(full.uncounted_ops) <= set(fast.uncounted_ops) | {
         "add_"}
     assert fast.forward > 0
+
+
+@pytest.mark.parametrize("steps", [3, 400])
+def test_the_modeled_energy_is_counted_alike(steps: int) -> None:
+    from registry.cost.modeled import energy_table, model_traffic
+
+    x = torch.stack([torch.linspace(1.0, 20.0, 16), torch.zeros(16)], dim=-1)
+    table = energy_table(None)
+    fast = model_traffic(Falling(steps), x, table=table)
+    full = model_traffic(Falling(steps), x, table=table, extrapolate=False)
+    assert fast == full and sum(fast.ops.values()) > 0
 
 
 def test_the_baseball_composite_is_counted_alike_and_faster(tmp_path: Path) -> None:

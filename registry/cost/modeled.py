@@ -278,8 +278,9 @@ def price(traffic: Traffic, table: EnergyTable) -> ModeledEnergy:
 
 
 def model_traffic(module: torch.nn.Module, example: torch.Tensor, *, table: EnergyTable,
-                  backward: bool = False) -> Traffic:
-    """Count arithmetic and bytes of a forward (or forward+backward) pass on `example`."""
+                  backward: bool = False, extrapolate: bool = True) -> Traffic:
+    """Count arithmetic and bytes of a forward (or forward+backward) pass on `example`
+    (an ODE inside counted from its first two steps unless not `extrapolate`)."""
     import torch
 
     def forward() -> None:
@@ -291,14 +292,15 @@ def model_traffic(module: torch.nn.Module, example: torch.Tensor, *, table: Ener
         out = module(x)
         out.backward(torch.ones_like(out))
 
-    ops, moved, unpriced = _record(forward_backward if backward else forward, table)
+    ops, moved, unpriced = _record(forward_backward if backward else forward, table,
+                                   extrapolate=extrapolate)
     batch = int(example.shape[0])
     return Traffic(batch, {k: v / batch for k, v in sorted(ops.items())},
                    {k: v / batch for k, v in sorted(moved.items())}, tuple(sorted(unpriced)))
 
 
-def _record(body: Callable[[], None],
-            table: EnergyTable) -> tuple[Counter[tuple[str, str]], Counter[str], set[str]]:
+def _record(body: Callable[[], None], table: EnergyTable, *,
+            extrapolate: bool = True) -> tuple[Counter[tuple[str, str]], Counter[str], set[str]]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
@@ -335,8 +337,26 @@ def _record(body: Callable[[], None],
                 ops[("mul", dtype)] += muls
             return out
 
-    with Recorder():
-        body()
+    from registry.nn.counting import ACTIVE, StepExtrapolation
+
+    def snapshot() -> Counter[Any]:
+        both: Counter[Any] = Counter({("ops", *k): v for k, v in ops.items()})
+        both.update({("bytes", k): v for k, v in moved.items()})
+        return both
+
+    # An ODE inside is counted from its first steps, as the FLOP counter does.
+    extrapolation = StepExtrapolation(snapshot) if extrapolate else None
+    token = ACTIVE.set(extrapolation)
+    try:
+        with Recorder():
+            body()
+    finally:
+        ACTIVE.reset(token)
+    for key, value in (extrapolation.extra if extrapolation is not None else {}).items():
+        if key[0] == "ops":
+            ops[key[1:]] += value
+        else:
+            moved[key[1]] += value
     return ops, moved, unpriced
 
 

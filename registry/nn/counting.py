@@ -4,7 +4,8 @@ Counting a composite with dynamics by running its whole ODE under the FLOP count
 costs seconds (baseball-flight: 2,280 rate evaluations under `FlopCounterMode`), and
 the count is the same every step: the same ops on tensors of the same shapes. While
 `StepExtrapolation` is active (the FLOP counter sets it), `composition.ode.integrate`
-runs its first two steps under the counter, takes each op's count from them (step 0
+runs its first two steps under the counter (the FLOP counter's, or the modeled
+energy's recorder of arithmetic and bytes), takes each op's count from them (step 0
 holds the "has every sample stopped?" check that runs every few steps, step 1 does
 not), runs the rest outside the counter (in a helper thread: dispatch modes are
 thread-local) and adds their count here: `steps × step 1` plus `checks × (step 0 −
@@ -23,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["ACTIVE", "StepExtrapolation", "uncounted"]
 
@@ -32,11 +33,11 @@ T = TypeVar("T")
 
 @dataclass
 class StepExtrapolation:
-    snapshot: Callable[[], Counter[str]]  # the counter's per-op totals so far
-    extra: Counter[str] = field(default_factory=Counter)  # FLOPs run outside the counter
+    snapshot: Callable[[], Counter[Any]]  # the counter's totals so far (per op, or any key)
+    extra: Counter[Any] = field(default_factory=Counter)  # counts run outside the counter
 
-    def add_steps(self, before: Counter[str], after_first: Counter[str],
-                  after_second: Counter[str], steps: int, checks: int) -> None:
+    def add_steps(self, before: Counter[Any], after_first: Counter[Any],
+                  after_second: Counter[Any], steps: int, checks: int) -> None:
         """Add `steps` more steps like the second, `checks` of them also holding the first
         step's extra work."""
         for op in set(before) | set(after_first) | set(after_second):
