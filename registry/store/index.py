@@ -180,7 +180,7 @@ class Index:
             st = path.stat()
         except OSError:
             return None
-        return f"{refs}:{st.st_ino}"
+        return f"{SCHEMA_VERSION}:{refs}:{st.st_ino}"  # a new row layout is a new state
 
     def _fingerprint(self) -> str:
         return f"{SCHEMA_VERSION}:{self.repo.fingerprint()}"
