@@ -106,3 +106,11 @@ def test_no_name_from_the_equation_enters_the_compiled_source() -> None:
     assert code.co_varnames[:3] == ("a0", "a1", "a2")
     assert not {"rho", "C_d", "v"} & set(code.co_names + code.co_varnames)
     assert function(1.0, 2.0, 3.0) == (18.0,)
+
+
+def test_a_transform_over_the_module_keeps_the_tensor_path() -> None:
+    module = _module("a*b + c")
+    x = torch.rand(3, 3, dtype=torch.float64)
+    with torch.no_grad():
+        batched = torch.func.vmap(lambda row: module(row.unsqueeze(0))[0])(x)
+    torch.testing.assert_close(batched, module._forward_ops(x))

@@ -134,7 +134,8 @@ class EquationModule(PortModule):
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         if (self._scalar is not None and x.dim() == 2 and x.shape[0] <= FAST_PATH_MAX_BATCH
-                and x.is_cpu and not (torch.is_grad_enabled() and (
+                and x.is_cpu and not torch.compiler.is_compiling() and not (
+                    torch.is_grad_enabled() and (
                     x.requires_grad or any(p.requires_grad for p in self._trainables)))):
             fast = self._forward_floats(x)
             if fast is not None:
@@ -149,8 +150,8 @@ class EquationModule(PortModule):
         constants = [float(getattr(self.constants, n)) for n in self.constant_names]
         try:
             rows = [scalar(*row, *constants) for row in x.tolist()]
-        except (ArithmeticError, ValueError):
-            return None
+        except (ArithmeticError, ValueError, RuntimeError):
+            return None  # RuntimeError: a tensor under a transform (vmap) has no floats
         code = _ARRAY_CODES.get(x.dtype)
         if code is None:
             return torch.tensor(rows, dtype=x.dtype)
