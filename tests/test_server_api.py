@@ -769,6 +769,12 @@ def test_every_connection_gets_tcp_nodelay_with_any_number_of_workers(
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    # `serve` hands uvicorn's workers the root through the environment: keep it from
+    # leaking into later tests' subprocesses.
+    monkeypatch.setenv("REGISTRY_ROOT", "unset-by-the-test")
+    monkeypatch.delenv("REGISTRY_ROOT")
+    monkeypatch.setenv("REGISTRY_TOKEN_FILE", "unset-by-the-test")
+    monkeypatch.delenv("REGISTRY_TOKEN_FILE")
     result = CliRunner().invoke(app, ["serve", "--workers", "3"])
     assert result.exit_code == 0, result.output
     assert seen["workers"] == 3
