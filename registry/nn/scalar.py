@@ -87,7 +87,8 @@ def compile_scalar(trees: Sequence[Node], *, inputs: Sequence[str],
     source = f"def _scalar({params}):\n    return ({', '.join(bodies)},)\n"  # type: ignore[arg-type]
     namespace: dict[str, object] = dict(_NAMESPACE) | writer.literals
     # The source holds only our templates and generated identifiers (module docstring).
-    exec(compile(source, "<equation fast path>", "exec"), namespace)
+    # safe: the source holds only our fixed op templates and generated a0/k0/c0 names
+    exec(compile(source, "<equation fast path>", "exec"), namespace)  # safe: see above
     function = namespace["_scalar"]
     assert callable(function)
     return function
