@@ -3,14 +3,17 @@
 Both serve one model version's metadata on loopback: ours `GET /api/v1/modules/drag@<its
 version>/manifest` (`registry serve`, with 1 and with 2 workers), MLflow's `GET /api/2.0/mlflow/
 model-versions/get?name=drag&version=1` (`mlflow server`, SQLite backend, its default
-workers). An asyncio client (httpx) keeps `c` requests in flight for `--seconds` each, at
-c = 1, 16 and 64; every (server, c) cell is run once per round, rounds interleaved
-(`--runs`), and the medians reported: requests/s, p50 and p99 latency, errors.
+workers). The load comes from `wrk` (`scripts/wrk.sh` installs Debian's), which keeps `c`
+connections busy for `--seconds` each, at c = 1, 16 and 64; every (server, c) cell is run
+once per round, rounds interleaved (`--runs`), and the medians reported: requests/s, p50
+and p99 latency, errors (non-2xx answers and socket errors).
 
-    .venv/bin/python benchmarks/server.py --seconds 5 --runs 3
+    scripts/wrk.sh && .venv/bin/python benchmarks/server.py --seconds 5 --runs 3
 
-The client shares the machine's cores with the servers (as the same for each); ratios
-are what to read.
+Without wrk an asyncio httpx client is used, and the table says so: it is itself the
+bottleneck above c = 16 (about 150 requests/s at c = 64 on 2 cores, whatever the server).
+The client shares the machine's cores with the servers (the same for each); ratios are
+what to read.
 """
 
 from __future__ import annotations
@@ -113,7 +116,47 @@ def start_mlflow(where: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-async def load(url: str, concurrency: int, seconds: float) -> dict[str, float]:
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def _ms(text: str) -> float:
+    """A wrk duration (`574.00us`, `1.62s`) in milliseconds."""
+    number = text.rstrip("usm")
+    return float(number) * _UNITS[text[len(number):]]
+
+
+def load_wrk(url: str, concurrency: int, seconds: float) -> dict[str, float]:
+    """One wrk run: requests/s, p50, p99 and errors from its `--latency` report."""
+    import re
+
+    threads = min(2, concurrency)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s",
+                          "--timeout", "30s", "--latency", url], capture_output=True,
+                         text=True, check=True, timeout=seconds + 60).stdout
+    def field(pattern: str) -> str:
+        found = re.search(pattern, out)
+        if found is None:
+            raise SystemExit(f"wrk's report has no match for {pattern!r}:\n{out}")
+        return found.group(1)
+
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    return {"rps": float(field(r"Requests/sec:\s+([\d.]+)")),
+            "p50_ms": _ms(field(r"\s50%\s+([\d.]+\w+)")),
+            "p99_ms": _ms(field(r"\s99%\s+([\d.]+\w+)")),
+            "errors": float(errors)}
+
+
+def load(url: str, concurrency: int, seconds: float) -> dict[str, float]:
+    if shutil.which("wrk"):
+        return load_wrk(url, concurrency, seconds)
+    return asyncio.run(load_httpx(url, concurrency, seconds))
+
+
+async def load_httpx(url: str, concurrency: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -176,20 +219,22 @@ def main() -> None:
         procs.append(proc)
         targets["MLflow"] = url
         for url in targets.values():  # every worker loaded and warm before timing
-            asyncio.run(load(url, 8, 1.0))
+            load(url, 8, 1.0)
         cells: dict[tuple[str, int], list[dict[str, float]]] = {}
         for _ in range(args.runs):
             for concurrency in args.concurrency:
                 for name, url in targets.items():
                     cells.setdefault((name, concurrency), []).append(
-                        asyncio.run(load(url, concurrency, args.seconds)))
+                        load(url, concurrency, args.seconds))
                     print(f"{name} c={concurrency}: {cells[(name, concurrency)][-1]}",
                           file=sys.stderr, flush=True)
         rows: list[dict[str, Any]] = []
         for (name, concurrency), runs in cells.items():
             rows.append({"server": name, "concurrency": concurrency,
                          **{k: statistics.median(r[k] for r in runs) for k in runs[0]}})
-        print(f"\nmedians of {args.runs} interleaved runs of {args.seconds:g} s each\n")
+        client = "wrk" if shutil.which("wrk") else "httpx (no wrk: the client limits c ≥ 16)"
+        print(f"\nmedians of {args.runs} interleaved runs of {args.seconds:g} s each; "
+              f"client: {client}\n")
         print("| server | c | requests/s | p50 ms | p99 ms | errors | ÷ MLflow requests/s |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         anchor = {r["concurrency"]: r["rps"] for r in rows if r["server"] == "MLflow"}

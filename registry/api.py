@@ -83,6 +83,12 @@ class Registry:
         except Exception:  # an odd URL must not take health down, nor leak
             return "unknown"
 
+    def reads_from_memory(self) -> bool:
+        """Whether a read now needs no git process, rebuild or network (a local index that
+        matches the refs: a server answers such reads without a thread)."""
+        index = getattr(self.store, "index", None)
+        return bool(index is not None and index.is_fresh())
+
     def _local(self, verb: str) -> LocalStore:
         from registry.store.local import LocalStore
 

@@ -240,6 +240,21 @@ def test_manifest_is_the_models_json(served: tuple[Path, TestClient]) -> None:
     assert c.get("/api/v1/modules/drag/manifest").json()["schema"] == 1
 
 
+def test_manifest_has_a_content_etag_and_answers_304(served: tuple[Path, TestClient]) -> None:
+    import hashlib
+
+    _, c = served
+    first = c.get("/api/v1/modules/drag@1.0.0/manifest")
+    assert first.status_code == 200 and first.headers["content-type"] == "application/json"
+    assert first.headers["etag"] == f'"{hashlib.sha256(first.content).hexdigest()}"'
+    again = c.get("/api/v1/modules/drag@1.0.0/manifest",
+                  headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    other = c.get("/api/v1/modules/gravity@1.0.0/manifest",
+                  headers={"If-None-Match": first.headers["etag"]})
+    assert other.status_code == 200 and other.json()["name"] == "gravity"
+
+
 # files -----------------------------------------------------------------------
 
 def test_file_download_with_etag_and_304(served: tuple[Path, TestClient]) -> None:

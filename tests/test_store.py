@@ -169,6 +169,30 @@ def test_a_fresh_index_is_read_without_a_git_process(reg, repo: Path,
     assert calls  # each change was checked with git
 
 
+def test_reads_are_remembered_until_the_refs_change(reg, repo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: a server's read built and ran a SQL query each time (0.4 ms a manifest
+    GET); while the refs' files are unchanged the rows are answered from memory, and any
+    change (registration, promotion, a tag made by git) is seen on the next read."""
+    import sqlalchemy as sa
+
+    reg.register(repo / "modules" / "gravity")
+    assert reg.resolve("gravity@1.0.0").manifest.version == "1.0.0"
+    assert reg.reads_from_memory()
+    queries: list[str] = []
+    sa.event.listen(reg.store.index.engine, "before_cursor_execute",
+                    lambda *a, **k: queries.append(str(a[2])))
+    for _ in range(3):
+        assert reg.resolve("gravity@1.0.0").manifest.version == "1.0.0"
+    assert queries == []
+    reg.promote("gravity@1.0.0", "prod")
+    assert reg.resolve("gravity#prod").manifest.version == "1.0.0"
+    git(repo, "tag", "-a", "-m", "by hand", "gravity@v1.0.1", "HEAD")
+    assert not reg.reads_from_memory()
+    assert [r.version for r in reg.store.versions("gravity")] == ["1.0.0", "1.0.1"]
+    assert reg.reads_from_memory() and queries
+
+
 def test_module_outside_modules_folder_is_refused(reg, repo: Path, tmp_path: Path) -> None:
     stray = tmp_path / "elsewhere" / "gravity"
     stray.parent.mkdir()

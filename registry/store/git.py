@@ -135,14 +135,15 @@ class GitRepo:
         import os
 
         try:
-            gitdir, common = self._dirs()
-            head = gitdir / "HEAD"
-            parts = [_stat(head), _stat(common / "packed-refs")]
-            text = head.read_text(encoding="utf-8", errors="replace")
+            gitdir, common = (str(d) for d in self._dirs())  # strings: this runs per read
+            head = os.path.join(gitdir, "HEAD")
+            parts = [_stat(head), _stat(os.path.join(common, "packed-refs"))]
+            with open(head, encoding="utf-8", errors="replace") as file:
+                text = file.read()
             if text.startswith("ref: "):
-                parts.append(_stat(common / text[5:].strip()))
-            for folder, _, _ in os.walk(common / "refs" / "tags"):
-                parts.append(_stat(Path(folder)))
+                parts.append(_stat(os.path.join(common, text[5:].strip())))
+            for folder, _, _ in os.walk(os.path.join(common, "refs", "tags")):
+                parts.append(_stat(folder))
         except (OSError, RegistryError):
             return None
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -290,9 +291,11 @@ def find_root(start: Path | None = None) -> Path:
                    "your registry's repository")
 
 
-def _stat(path: Path) -> str:
+def _stat(path: str) -> str:
+    import os
+
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         return f"{path}:-"
     return f"{path}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"

@@ -51,6 +51,7 @@ log = logging.getLogger("registry.index")
 
 SCHEMA_VERSION = "3"  # 3: a `ports` column beside the manifest
 TABLE_PREFIX = "registry_"
+MEMO_ENTRIES = 256  # query results kept per index object (`Index._remembered`)
 # A new row layout gets a new table (the cache is rebuilt into it): old servers sharing a
 # database keep theirs.
 VERSIONS_TABLE = f"{TABLE_PREFIX}versions_v{SCHEMA_VERSION}"
@@ -81,6 +82,10 @@ class Index:
         self._lock_id = int.from_bytes(bytes.fromhex(self.repo_id[:16]), "big", signed=True)
         self._tables_ready = False
         self._fresh_at: str | None = None  # the ref state last found matching the index
+        # Query results while the refs stay as they were (`_remembered`): rows are shared,
+        # read-only; dropped whole when the state moves.
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo_at: str | None = None
         meta = sa.MetaData()
         self.versions_t = sa.Table(
             VERSIONS_TABLE, meta,
@@ -124,6 +129,12 @@ class Index:
     def safe_url(self) -> str:
         """The URL with its password hidden (for messages)."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    def is_fresh(self) -> bool:
+        """Whether this object last found the index matching the refs as they are now (a
+        few file stats; False on a shared database, which is always asked)."""
+        state = self._state()
+        return state is not None and state == self._fresh_at
 
     def refresh(self, *, force: bool = False) -> bool:
         """Bring the cache up to date with git; returns True when anything was rebuilt."""
@@ -259,8 +270,25 @@ class Index:
         """Registered versions (with the stages they hold), ordered by name; each row's
         manifest only with `manifests` (a listing needs the ports' units, not manifests);
         only the latest of each module with `latest` (rows are made for those alone)."""
-        return self._rebuilding_if_corrupt(
-            lambda: self._versions(name, kind, manifests, latest))
+        return self._rebuilding_if_corrupt(lambda: self._remembered(
+            ("versions", name, kind, manifests, latest),
+            lambda: self._versions(name, kind, manifests, latest)))
+
+    def _remembered(self, key: tuple[Any, ...], work: Callable[[], T]) -> T:
+        """`work()`, or what it gave last time while the ref state is unchanged (SQLite
+        only: its state is read from the refs' files; a shared database is asked)."""
+        self.refresh()
+        state = self._fresh_at
+        if state is None:
+            return work()
+        if self._memo_at != state or len(self._memo) >= MEMO_ENTRIES:
+            self._memo.clear()
+            self._memo_at = state
+        if key not in self._memo:
+            self._memo[key] = work()
+            if self._fresh_at != state:  # refreshed meanwhile: not kept
+                return self._memo.pop(key)
+        return self._memo[key]
 
     def names(self) -> set[str]:
         """The names of the registered modules (one small query)."""
@@ -305,7 +333,8 @@ class Index:
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""
-        return self._rebuilding_if_corrupt(lambda: self._stages(name))
+        return self._rebuilding_if_corrupt(
+            lambda: self._remembered(("stages", name), lambda: self._stages(name)))
 
     def _stages(self, name: str | None) -> dict[tuple[str, str], str]:
         import sqlalchemy as sa

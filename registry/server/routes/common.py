@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from registry.store.base import Resolved, VersionRow
 
 __all__ = ["MAX_REF_LENGTH", "ApiRoute", "NameParam", "RefParam", "api_router", "entry",
-           "in_workspace", "parse_name", "parse_ref", "refusals", "registry_of", "resolve_ref",
-           "stage_map"]
+           "etag_matches", "in_workspace", "parse_name", "parse_ref", "refusals", "registry_of",
+           "resolve_ref", "resolve_ref_async", "stage_map"]
 
 MAX_REF_LENGTH = 200
 
@@ -127,3 +127,25 @@ def stage_map(reg: Registry, name: str) -> dict[str, str]:
 def in_workspace(reg: Registry, name: str) -> bool:
     """Whether `modules/<name>/module.yaml` is in the working tree (valid or not)."""
     return reg.in_workspace(name)
+
+
+async def resolve_ref_async(reg: Registry, ref: str) -> Resolved:
+    """`resolve_ref` for an async route: inline while the index is fresh (no git, no lock:
+    a thread hop would cost more than the read), in the thread pool otherwise (a rebuild
+    must not hold up the event loop)."""
+    if reg.reads_from_memory():
+        return resolve_ref(reg, ref)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(resolve_ref, reg, ref)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` header names this (strong) ETag value, or `*`."""
+    if not header:
+        return False
+    for item in header.split(","):
+        tag = item.strip()
+        if tag == "*" or tag.removeprefix("W/") == f'"{etag}"':
+            return True
+    return False

@@ -21,7 +21,14 @@ from fastapi.responses import StreamingResponse
 from registry.core.integrity import sha256_bytes
 from registry.errors import NotFound
 from registry.server.handlers import openapi_errors
-from registry.server.routes.common import RefParam, api_router, refusals, registry_of, resolve_ref
+from registry.server.routes.common import (
+    RefParam,
+    api_router,
+    etag_matches,
+    refusals,
+    registry_of,
+    resolve_ref,
+)
 from registry.server.uploads import CHUNK, MAX_FILE_PATH, clean_relpath
 from registry.store.base import Resolved
 
@@ -51,7 +58,7 @@ def get_file(request: Request, ref: RefParam,
     if key is not None:
         with _SHA_CACHE_LOCK:
             cached = _SHA_CACHE.get(key)
-        if cached and _etag_matches(request.headers.get("if-none-match"), cached):
+        if cached and etag_matches(request.headers.get("if-none-match"), cached):
             return Response(status_code=304, headers=_file_headers(cached))
     data = _read_checked(resolved, relpath)
     sha = sha256_bytes(data)
@@ -61,7 +68,7 @@ def get_file(request: Request, ref: RefParam,
                 _SHA_CACHE.clear()
             _SHA_CACHE[key] = sha
     headers = _file_headers(sha)
-    if _etag_matches(request.headers.get("if-none-match"), sha):
+    if etag_matches(request.headers.get("if-none-match"), sha):
         return Response(status_code=304, headers=headers)
     media = mimetypes.guess_type(relpath)[0] or "application/octet-stream"
     basename = relpath.rsplit("/", 1)[-1]
@@ -78,19 +85,6 @@ def get_file(request: Request, ref: RefParam,
             yield bytes(view[start:start + CHUNK])
 
     return StreamingResponse(chunks(), media_type=media, headers=headers)
-
-
-def _etag_matches(header: str | None, sha: str) -> bool:
-    if not header:
-        return False
-    for item in header.split(","):
-        tag = item.strip()
-        if tag == "*":
-            return True
-        tag = tag.removeprefix("W/")
-        if tag == f'"{sha}"':
-            return True
-    return False
 
 
 def _read_checked(resolved: Resolved, relpath: str) -> bytes:
