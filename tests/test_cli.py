@@ -78,6 +78,18 @@ def test_readers_do_not_import_torch_or_mlflow(registered: Path, command: list[s
     assert out.splitlines()[-1] == "HEAVY []"
 
 
+def test_a_warm_read_does_not_import_sqlalchemy(registered: Path) -> None:
+    """Issue 16: SQLAlchemy's import was 0.13 s of every `registry list`; an index that
+    matches the refs is read with the standard library's sqlite3."""
+    assert cli(registered, "list").returncode == 0  # the index brought up to date
+    probe = ("import sys; from registry.cli import app\n"
+             "try:\n    app(['list'])\nexcept SystemExit:\n    pass\n"
+             "print('SQLALCHEMY', 'sqlalchemy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=registered, capture_output=True,
+                         text=True, check=True).stdout
+    assert "gravity" in out and out.splitlines()[-1] == "SQLALCHEMY False"
+
+
 def test_code_in_an_equation_is_refused_and_never_run(repo: Path) -> None:
     path = repo / "modules" / "gravity" / "module.yaml"
     data = yaml.safe_load(path.read_text())

@@ -174,9 +174,14 @@ def test_reads_are_remembered_until_the_refs_change(reg, repo: Path,
     """Issue 16: a server's read built and ran a SQL query each time (0.4 ms a manifest
     GET); while the refs' files are unchanged the rows are answered from memory, and any
     change (registration, promotion, a tag made by git) is seen on the next read."""
+    import time
+
     import sqlalchemy as sa
 
+    from registry.store.git import RACY_NS
+
     reg.register(repo / "modules" / "gravity")
+    time.sleep(2 * RACY_NS / 1e9)
     assert reg.resolve("gravity@1.0.0").manifest.version == "1.0.0"
     assert reg.reads_from_memory()
     queries: list[str] = []
@@ -190,7 +195,31 @@ def test_reads_are_remembered_until_the_refs_change(reg, repo: Path,
     git(repo, "tag", "-a", "-m", "by hand", "gravity@v1.0.1", "HEAD")
     assert not reg.reads_from_memory()
     assert [r.version for r in reg.store.versions("gravity")] == ["1.0.0", "1.0.1"]
+    time.sleep(2 * RACY_NS / 1e9)
+    assert [r.version for r in reg.store.versions("gravity")] == ["1.0.0", "1.0.1"]
     assert reg.reads_from_memory() and queries
+
+
+def test_a_ref_changed_within_a_clock_tick_is_checked_with_git(reg, repo: Path) -> None:
+    """File times are coarse (a kernel tick): a second tag written in the same tick as the
+    state was read would leave the state as it was. So a state whose newest file time is
+    within RACY_NS of now is not trusted (git's "racy" rule)."""
+    import os
+    import time
+
+    from registry.store.git import RACY_NS, GitRepo
+
+    reg.register(repo / "modules" / "gravity")
+    tags = repo / ".git" / "refs" / "tags"
+    git_repo = GitRepo(repo)
+    settled = time.time_ns() - 10 * RACY_NS
+    for path in (tags, *tags.iterdir(), repo / ".git" / "HEAD",
+                 repo / ".git" / "refs" / "heads" / "main"):
+        os.utime(path, ns=(settled, settled))
+    assert git_repo.ref_state() is not None
+    now = time.time_ns()
+    os.utime(tags, ns=(now, now))
+    assert git_repo.ref_state() is None
 
 
 def test_module_outside_modules_folder_is_refused(reg, repo: Path, tmp_path: Path) -> None:

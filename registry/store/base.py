@@ -184,10 +184,14 @@ def newest(rows: list[VersionRow]) -> list[VersionRow]:
 
 def newer(a: str, b: str) -> bool:
     """Whether version `a` is a later "latest" than `b` (a release beats any pre-release)."""
-    va, vb = _parsed(a), _parsed(b)
-    if bool(va.pre) != bool(vb.pre):
-        return not va.pre  # a release beats any pre-release for "latest"
-    return bool(va > vb)
+    return latest_key(a) > latest_key(b)
+
+
+@functools.lru_cache(maxsize=65536)
+def latest_key(text: str) -> tuple[Any, ...]:
+    """The sort key of "latest": releases above pre-releases, then semver precedence."""
+    version = _parsed(text)
+    return (not version.pre, version._key())  # a release beats any pre-release
 
 
 @functools.lru_cache(maxsize=4096)

@@ -66,6 +66,8 @@ class GitRepo:
         self._repo: git.Repo | None = None
         self._cat_lock = threading.Lock()  # the cat-file process serves one read at a time
         self._git_dirs: tuple[Path, Path] | None = None
+        # folder -> (its stat, its subfolders): unchanged stat, unchanged children
+        self._tag_folders: dict[str, tuple[str, list[str]]] = {}
 
     @property
     def _git(self) -> git.Git:
@@ -130,23 +132,57 @@ class GitRepo:
         stats (inode, size, mtime) of HEAD, the branch it names, packed-refs and every
         folder under refs/tags. Git writes a ref by renaming a lock file over it, which
         changes the ref's inode and its folder's mtime, so a commit, a tag, a `git fetch`
-        or a `pack-refs` changes the summary. None where the files cannot be read."""
+        or a `pack-refs` changes the summary. None where the files cannot be read, or
+        where one changed within `RACY_NS` (file times are coarse: a second change in
+        the same tick would not show; git's "racy" rule)."""
         import hashlib
         import os
+        import time
 
         try:
             gitdir, common = (str(d) for d in self._dirs())  # strings: this runs per read
             head = os.path.join(gitdir, "HEAD")
-            parts = [_stat(head), _stat(os.path.join(common, "packed-refs"))]
+            stats = [_stat(head), _stat(os.path.join(common, "packed-refs"))]
             with open(head, encoding="utf-8", errors="replace") as file:
                 text = file.read()
             if text.startswith("ref: "):
-                parts.append(_stat(os.path.join(common, text[5:].strip())))
-            for folder, _, _ in os.walk(os.path.join(common, "refs", "tags")):
-                parts.append(_stat(folder))
+                stats.append(_stat(os.path.join(common, text[5:].strip())))
+            stats.extend(self._tag_folder_stats(os.path.join(common, "refs", "tags")))
         except (OSError, RegistryError):
             return None
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        newest = max(int(st.rsplit(":", 1)[1]) for st in stats if not st.endswith(":-"))
+        if time.time_ns() - newest < RACY_NS:
+            return None
+        return hashlib.sha256("\n".join(stats).encode()).hexdigest()
+
+    def _tag_folder_stats(self, top: str) -> list[str]:
+        """The stats of `top` and every folder below it; a folder whose stat is as last
+        time has the same entries, so its subfolders are not listed again (10k loose tags:
+        a listing is 9 ms, a stat 2 µs)."""
+        import os
+        import time
+
+        out: list[str] = []
+        pending = [top]
+        while pending:
+            folder = pending.pop()
+            stat = _stat(folder)
+            out.append(stat)
+            known = self._tag_folders.get(folder)
+            if known is not None and known[0] == stat:
+                subfolders = known[1]
+            else:
+                try:
+                    with os.scandir(folder) as entries:
+                        subfolders = sorted(e.path for e in entries
+                                            if e.is_dir(follow_symlinks=False))
+                except FileNotFoundError:
+                    subfolders = []
+                if not stat.endswith(":-") and \
+                        time.time_ns() - int(stat.rsplit(":", 1)[1]) >= RACY_NS:
+                    self._tag_folders[folder] = (stat, subfolders)  # settled: kept
+            pending.extend(reversed(subfolders))
+        return out
 
     def _dirs(self) -> tuple[Path, Path]:
         """The git folder and the common one (they differ in a worktree), asked once."""
@@ -289,6 +325,9 @@ def find_root(start: Path | None = None) -> Path:
             return candidate
     raise NotFound(f"{start} is not inside a git repository; run `git init` there, or cd into "
                    "your registry's repository")
+
+
+RACY_NS = 20_000_000  # 20 ms: above a kernel tick (4 ms at HZ=250, 10 ms at HZ=100)
 
 
 def _stat(path: str) -> str:

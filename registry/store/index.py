@@ -32,14 +32,34 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.errors import RegistryError
-from registry.store.base import MODULES_DIR, VersionRow, newer
+from registry.store.base import MODULES_DIR, VersionRow, latest_key
 from registry.store.git import GitRepo
 from registry.store.index_engine import _advisory_xact_lock, _engine, dispose_engines
+from registry.store.index_reads import (
+    is_corruption,
+    is_database_error,
+    is_missing_table,
+    is_operational_error,
+    meta_sql,
+    names_sql,
+    read_sqlite,
+    sqlite_path,
+    stages_sql,
+    versions_sql,
+)
 from registry.store.index_rows import current_stages, ports_json, version_row
+from registry.store.index_schema import (
+    META_TABLE,
+    SCHEMA_VERSION,
+    STAGES_TABLE,
+    VERSIONS_TABLE,
+    build_metadata,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -49,12 +69,7 @@ __all__ = ["VERSIONS_TABLE", "Index", "dispose_engines"]
 T = TypeVar("T")
 log = logging.getLogger("registry.index")
 
-SCHEMA_VERSION = "3"  # 3: a `ports` column beside the manifest
-TABLE_PREFIX = "registry_"
 MEMO_ENTRIES = 256  # query results kept per index object (`Index._remembered`)
-# A new row layout gets a new table (the cache is rebuilt into it): old servers sharing a
-# database keep theirs.
-VERSIONS_TABLE = f"{TABLE_PREFIX}versions_v{SCHEMA_VERSION}"
 # PostgreSQL advisory lock guarding CREATE TABLE (shared by every repository).
 _DDL_LOCK = int.from_bytes(hashlib.sha256(b"registry-index-ddl").digest()[:8], "big",
                            signed=True)
@@ -70,15 +85,12 @@ class Index:
 
     def __init__(self, repo: GitRepo, url: str, *, lock_path: Path,
                  key: str | None = None) -> None:
-        import sqlalchemy as sa
-
         self.repo = repo
         self.url = url
         self.lock_path = lock_path
         self.key = key or str(Path(repo.root).resolve())
         self.repo_id = hashlib.sha256(self.key.encode()).hexdigest()[:32]
-        self.engine = _engine(url)
-        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self.is_postgres = url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
         self._lock_id = int.from_bytes(bytes.fromhex(self.repo_id[:16]), "big", signed=True)
         self._tables_ready = False
         self._fresh_at: str | None = None  # the ref state last found matching the index
@@ -86,36 +98,39 @@ class Index:
         # read-only; dropped whole when the state moves.
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._memo_at: str | None = None
-        meta = sa.MetaData()
-        self.versions_t = sa.Table(
-            VERSIONS_TABLE, meta,
-            sa.Column("repo", sa.String(32), primary_key=True),
-            sa.Column("name", sa.String(64), primary_key=True),
-            sa.Column("version", sa.String(64), primary_key=True),
-            sa.Column("kind", sa.String(16), nullable=False),
-            sa.Column("summary", sa.Text, nullable=False),
-            sa.Column("tag", sa.String(200), nullable=False),
-            sa.Column("tag_sha", sa.String(64), nullable=False),
-            sa.Column("commit", sa.String(64), nullable=False),
-            sa.Column("created", sa.String(40), nullable=False),
-            sa.Column("manifest", sa.Text, nullable=False),  # JSON text, on every backend
-            sa.Column("ports", sa.Text, nullable=False),  # the ports' units, JSON
-        )
-        self.stages_t = sa.Table(
-            f"{TABLE_PREFIX}stages", meta,
-            sa.Column("repo", sa.String(32), primary_key=True),
-            sa.Column("name", sa.String(64), primary_key=True),
-            sa.Column("stage", sa.String(64), primary_key=True),
-            sa.Column("version", sa.String(64), nullable=False),
-            sa.Column("number", sa.Integer, nullable=False),
-        )
-        self.meta_t = sa.Table(
-            f"{TABLE_PREFIX}meta", meta,
-            sa.Column("repo", sa.String(32), primary_key=True),
-            sa.Column("key", sa.String(64), primary_key=True),
-            sa.Column("value", sa.Text, nullable=False),
-        )
-        self.metadata = meta
+
+    # SQLAlchemy is imported only to write (a rebuild) or to read a server database.
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return _engine(self.url)
+
+    @cached_property
+    def metadata(self) -> sa.MetaData:
+        return build_metadata()
+
+    @property
+    def versions_t(self) -> sa.Table:
+        return self.metadata.tables[VERSIONS_TABLE]
+
+    @property
+    def stages_t(self) -> sa.Table:
+        return self.metadata.tables[STAGES_TABLE]
+
+    @property
+    def meta_t(self) -> sa.Table:
+        return self.metadata.tables[META_TABLE]
+
+    def _read(self, sql: str, **params: Any) -> list[Any]:
+        """One read statement (`index_reads`), rows read by column name: the standard
+        library's sqlite3 for a SQLite file, the engine otherwise."""
+        path = self._sqlite_path()
+        if path is not None:
+            return list(read_sqlite(path, sql, {"repo": self.repo_id, **params}))
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), {"repo": self.repo_id, **params}).mappings())
 
     @classmethod
     def for_repo(cls, repo: GitRepo) -> Index:
@@ -198,17 +213,17 @@ class Index:
 
     def _stored_meta(self, conn: sa.Connection | None = None) -> dict[str, str]:
         """This repository's meta rows (fingerprint, ref_state, root); {} with no tables."""
-        import sqlalchemy as sa
-
-        query = sa.select(self.meta_t.c.key, self.meta_t.c.value).where(
-            self.meta_t.c.repo == self.repo_id)
         if conn is not None:
-            return {str(k): str(v) for k, v in conn.execute(query)}
+            import sqlalchemy as sa
+
+            rows = conn.execute(sa.text(meta_sql(META_TABLE)), {"repo": self.repo_id})
+            return {str(k): str(v) for k, v in rows}
         try:
-            with self.engine.connect() as fresh:
-                return {str(k): str(v) for k, v in fresh.execute(query)}
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-            return {}  # no tables yet (or no server: refresh says so)
+            return {str(r["key"]): str(r["value"]) for r in self._read(meta_sql(META_TABLE))}
+        except Exception as exc:
+            if is_missing_table(exc) and not is_corruption(exc):
+                return {}  # no tables yet (or no server: refresh says so)
+            raise
 
     def _ensure_tables(self) -> None:
         if self._tables_ready:
@@ -292,43 +307,31 @@ class Index:
 
     def names(self) -> set[str]:
         """The names of the registered modules (one small query)."""
-        import sqlalchemy as sa
-
         def work() -> set[str]:
-            self.refresh()
-            v = self.versions_t
-            query = sa.select(v.c.name).where(v.c.repo == self.repo_id).distinct()
-            with self._errors(), self.engine.connect() as conn:
-                return {str(n) for n in conn.execute(query).scalars()}
-        return self._rebuilding_if_corrupt(work)
+            with self._errors():
+                return {str(r["name"]) for r in self._read(names_sql(VERSIONS_TABLE))}
+        return self._rebuilding_if_corrupt(lambda: self._remembered(("names",), work))
 
     def _versions(self, name: str | None, kind: str | None, manifests: bool,
                   latest: bool) -> list[VersionRow]:
-        import sqlalchemy as sa
-
-        self.refresh()
-        v, s = self.versions_t, self.stages_t
-        # One statement, so one snapshot: a concurrent refresh is seen whole or not at all.
-        joined = v.outerjoin(s, (s.c.repo == v.c.repo) & (s.c.name == v.c.name)
-                             & (s.c.version == v.c.version))
-        columns = [c for c in v.c if manifests or c.name != "manifest"]
-        query = sa.select(*columns, s.c.stage).select_from(joined).where(
-            v.c.repo == self.repo_id)
-        if name is not None:
-            query = query.where(v.c.name == name)
-        if kind is not None:
-            query = query.where(v.c.kind == kind)
-        with self._errors(), self.engine.connect() as conn:
-            result = conn.execute(query.order_by(v.c.name, v.c.version)).mappings().all()
+        # (Refreshed by `_remembered`.) One statement, so one snapshot: a concurrent
+        # refresh is seen whole or not at all.
+        sql = versions_sql(VERSIONS_TABLE, STAGES_TABLE, name=name, kind=kind,
+                           manifests=manifests)
+        with self._errors():
+            result = self._read(sql, name=name, kind=kind)
         found: dict[tuple[str, str], tuple[Any, list[str]]] = {}
-        best: dict[str, str] = {}
+        best: dict[str, tuple[tuple[Any, ...], str]] = {}
         for r in result:
-            _, held = found.setdefault((r["name"], r["version"]), (r, []))
+            name, version = r["name"], r["version"]
+            _, held = found.setdefault((name, version), (r, []))
             if r["stage"] is not None:
                 held.append(r["stage"])
-            if latest and (r["name"] not in best or newer(r["version"], best[r["name"]])):
-                best[r["name"]] = r["version"]
-        keys = [(n, best[n]) for n in sorted(best)] if latest else list(found)
+            if latest:
+                key = latest_key(version)
+                if name not in best or key > best[name][0]:
+                    best[name] = (key, version)
+        keys = [(n, best[n][1]) for n in sorted(best)] if latest else list(found)
         return [version_row(*found[k], with_manifest=manifests) for k in keys]
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
@@ -337,60 +340,50 @@ class Index:
             lambda: self._remembered(("stages", name), lambda: self._stages(name)))
 
     def _stages(self, name: str | None) -> dict[tuple[str, str], str]:
-        import sqlalchemy as sa
-
-        s = self.stages_t
-        query = sa.select(s.c.name, s.c.stage, s.c.version).where(s.c.repo == self.repo_id)
-        if name is not None:
-            query = query.where(s.c.name == name)
-        with self._errors(), self.engine.connect() as conn:
-            return {(r.name, r.stage): r.version for r in conn.execute(query)}
+        with self._errors():
+            rows = self._read(stages_sql(STAGES_TABLE, name=name), name=name)
+        return {(r["name"], r["stage"]): r["version"] for r in rows}
 
     def _rebuilding_if_corrupt(self, work: Callable[[], T]) -> T:
         """Run `work`; a SQLite index file that is not a database (or a damaged one) is
         deleted and rebuilt from git, with one line saying so, and `work` runs again."""
-        import sqlalchemy as sa
-
         try:
             return work()
-        except sa.exc.DatabaseError as exc:
+        except Exception as exc:
             path = self._sqlite_path()
-            if path is None or not _is_corruption(exc):
+            if path is None or not is_database_error(exc) or not is_corruption(exc):
                 raise
-            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+            orig = getattr(exc, "orig", None)
+            reason = str(orig if orig is not None else exc).strip().splitlines()[0]
             log.warning("registry: the index %s was corrupt (%s); rebuilt it from git", path,
                         reason)
-            self.engine.dispose()
+            if "engine" in self.__dict__:
+                self.engine.dispose()
+            self._fresh_at = None
+            self._memo.clear()
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self._tables_ready = False
             return work()
 
     def _sqlite_path(self) -> Path | None:
-        url = self.engine.url
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return None
-        return Path(url.database)
+        return sqlite_path(self.url, parse=lambda _: self.engine.url)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """A database that cannot be reached is one line naming it, not a driver stack."""
-        import sqlalchemy as sa
-
         try:
             yield
-        except sa.exc.OperationalError as exc:
-            if self._sqlite_path() is not None and _is_corruption(exc):
+        except Exception as exc:
+            if not is_operational_error(exc):
+                raise
+            if self._sqlite_path() is not None and is_corruption(exc):
                 raise  # rebuilt by `_rebuilding_if_corrupt`
-            lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            orig = getattr(exc, "orig", None)
+            lines = str(orig if orig is not None else exc).strip().splitlines()
             reason = lines[0] if lines else type(exc).__name__
             raise RegistryError(
                 f"the index database {self.safe_url} cannot be used ({reason}); check that it "
                 "is running and that REGISTRY_INDEX_URL is right (unset it for the local "
                 "SQLite index)") from exc
 
-
-def _is_corruption(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    return any(sign in text for sign in ("not a database", "malformed", "corrupt",
-                                          "disk i/o error", "unsupported file format"))
