@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import array
 import operator
-import sys
 from collections.abc import Callable, Mapping
 
 import sympy
@@ -135,7 +134,7 @@ class EquationModule(PortModule):
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         if (self._scalar is not None and x.dim() == 2 and x.shape[0] <= FAST_PATH_MAX_BATCH
-                and x.is_cpu and not _compiling() and not (
+                and x.is_cpu and not torch.compiler.is_compiling() and not (
                     torch.is_grad_enabled() and (
                     x.requires_grad or any(p.requires_grad for p in self._trainables)))):
             fast = self._forward_floats(x)
@@ -190,9 +189,3 @@ class EquationModule(PortModule):
     def extra_repr(self) -> str:
         shown = ", ".join(f"{k} = {v}" for k, v in self.equations.items())
         return f"{super().extra_repr()}, equations: {shown}"
-
-
-def _compiling() -> bool:
-    """`torch.compiler.is_compiling()`, without importing dynamo (0.7 s, on the first call
-    of any module) where it was never imported: nothing can be compiling then."""
-    return "torch._dynamo" in sys.modules and torch.compiler.is_compiling()
