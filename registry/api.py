@@ -349,12 +349,13 @@ class Registry:
     # the gate and publishing ---------------------------------------------------
 
     def check(self, *, base: str | None = None, all_modules: bool = False,
-              use_cache: bool = True) -> GateReport:
-        """The gate: validate, reproduce accuracy, hold budgets, refuse regressions."""
+              use_cache: bool = True, jobs: int = 1, cluster: str | None = None) -> GateReport:
+        """The gate: validate, reproduce accuracy, hold budgets, refuse regressions; the
+        modules checked on `jobs` local worker processes or a Dask scheduler (`jobs`)."""
         from registry.gate import run_gate
 
         return run_gate(self._local("check"), self.loader, base=base, all_modules=all_modules,
-                        use_cache=use_cache)
+                        use_cache=use_cache, jobs=jobs, cluster=cluster)
 
     def diff(self, base: str, head: str | None = None) -> builtins.list[ModuleChange]:
         """What changed in `modules/` from `base` to `head` (default: the working tree)."""

@@ -150,6 +150,24 @@ def test_broken_manifest_and_bad_hash_fail_with_the_file_named(main_repo: Path) 
     assert bad["verdict"] == "fail" and "weights.safetensors" in bad["detail"]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_checks_fanned_out_to_worker_processes_equal_the_serial_ones(main_repo: Path) -> None:
+    """Issue 17: `check --jobs 2` runs the modules' checks as tasks on a Dask LocalCluster
+    of worker processes; the report is the serial one, a failing module included."""
+    def costlier(data: dict) -> None:
+        data["equation"]["F"] = "G*m1*m2/r**2*(sin(m1/m2)**2 + cos(m1/m2)**2)"
+        bump(data, "1.0.1")
+
+    edit(main_repo, "gravity", costlier)
+    serial = check(main_repo, "--all", "--no-cache", "--format", "json")
+    fanned = check(main_repo, "--all", "--no-cache", "--jobs", "2", "--format", "json")
+    assert serial.returncode == fanned.returncode == 1, fanned.stderr
+    rows = [json.loads(r.stdout)["modules"] for r in (serial, fanned)]
+    assert rows[0] == rows[1]
+    assert [m["name"] for m in rows[1]] == ["drag", "drag-net", "gravity"]
+    assert [m["passed"] for m in rows[1]] == [True, True, False]
+
+
 def test_unchanged_modules_are_served_from_the_cache(main_repo: Path) -> None:
     first = check(main_repo, "--all", "--format", "json")
     assert first.returncode == 0, first.stdout + first.stderr

@@ -36,12 +36,18 @@ def check(
     = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run checks whose inputs "
                                            "have not changed.")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Check modules on this many local worker "
+                                      "processes (a Dask LocalCluster).")] = 1,
+    cluster: Annotated[str | None, typer.Option(help="Send the checks to this Dask "
+                                                "scheduler (tcp://HOST:8786; default: "
+                                                "$REGISTRY_DASK_SCHEDULER).")] = None,
 ) -> None:
     """The gate: validate, reproduce accuracy, hold budgets, refuse regressions. Exit 1 on
     any failure; the Markdown report also goes to $GITHUB_STEP_SUMMARY when set."""
     from registry.gate import write_step_summary
 
-    report = _registry().check(base=base, all_modules=all_modules, use_cache=not no_cache)
+    report = _registry().check(base=base, all_modules=all_modules, use_cache=not no_cache,
+                               jobs=jobs, cluster=cluster)
     markdown = report.to_markdown()
     text = report.to_json() + "\n" if fmt is ReportFormat.json else markdown
     typer.echo(text, nl=False)

@@ -98,8 +98,13 @@ def _cell(text: str) -> str:
 
 
 def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
-             all_modules: bool = False, use_cache: bool = True) -> GateReport:
-    """Check the modules changed since `base` (default `HEAD`), or all of them."""
+             all_modules: bool = False, use_cache: bool = True, jobs: int = 1,
+             cluster: str | None = None) -> GateReport:
+    """Check the modules changed since `base` (default `HEAD`), or all of them; the
+    modules not answered by the cache are checked as tasks (`registry.jobs`: serial, on
+    `jobs` local worker processes, or on the Dask scheduler `cluster`)."""
+    from registry.jobs import run_tasks
+
     repo = store.repo
     base_commit = None
     base_rev = base or ("HEAD" if repo.head() is not None else None)
@@ -117,24 +122,50 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
                        if not repo.folder_matches(base_commit, f"{MODULES_DIR}/{n}"))
     report = GateReport(base_rev, base_commit,
                         removed=sorted(set(at_base) - set(present)))
+    found: dict[str, ModuleReport] = {}
+    pending: list[tuple[str, str, str | None, bool, str]] = []
+    keys: dict[str, str | None] = {}
     for name in names:
         base_manifest = store.manifest_at(base_commit, name) if base_commit else None
         unchanged = base_commit is not None and repo.folder_matches(
             base_commit, f"{MODULES_DIR}/{name}")
         change = ("added" if base_manifest is None and name not in at_base
                   else "unchanged" if unchanged else "changed")
-        key = _cache_key(store, name, base_manifest) if use_cache else None
+        keys[name] = key = _cache_key(store, name, base_manifest) if use_cache else None
         cached = _read_cache(store.root, key) if key else None
         if cached is not None:
             cached.change = change
-            report.modules.append(cached)
-            continue
-        module_report = check_module(store, loader, name, base=base_manifest,
-                                     base_tree_matches=unchanged, change=change)
-        if key is not None and module_report.passed:
+            found[name] = cached
+        elif jobs <= 1 and cluster is None:  # here, with this process's loader
+            found[name] = check_module(store, loader, name, base=base_manifest,
+                                       base_tree_matches=unchanged, change=change)
+        else:
+            pending.append((str(store.root), name, base_commit, unchanged, change))
+    for task, result in zip(pending, run_tasks(check_task, pending, jobs=jobs,
+                                               cluster=cluster), strict=True):
+        name = task[1]
+        found[name] = result.value if result.ok and result.value is not None else \
+            ModuleReport(name, "?", task[4], [CheckResult(
+                "task", "fail", detail=f"the check did not finish: {result.error}")])
+    for name in names:
+        module_report = found[name]
+        key = keys[name]
+        if key is not None and module_report.passed and not module_report.cached:
             _write_cache(store.root, key, module_report)  # failures are re-checked every time
         report.modules.append(module_report)
     return report
+
+
+def check_task(task: tuple[str, str, str | None, bool, str]) -> ModuleReport:
+    """One module's checks in a worker process: the repository at `root` opened there."""
+    from registry.loading import Loader
+    from registry.store.local import LocalStore
+
+    root, name, base_commit, unchanged, change = task
+    store = LocalStore(Path(root))
+    base_manifest = store.manifest_at(base_commit, name) if base_commit else None
+    return check_module(store, Loader(store.resolve), name, base=base_manifest,
+                        base_tree_matches=unchanged, change=change)
 
 
 def write_step_summary(markdown: str) -> Path | None:
