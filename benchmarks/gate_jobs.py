@@ -1,9 +1,9 @@
 """`registry check --all --no-cache` over many modules: serial against `--jobs N` (Dask).
 
-A scratch repository gets `--modules` modules (default 40), copies of this repository's
-gravity, drag, drag-eq and drag-net, renamed (`gravity-07`, …): every check runs for
-real (schema, units, integrity, accuracy reproduced on the evaluation data, FLOPs
-counted, budgets). Then, interleaved over `--runs` rounds (medians), the whole command
+A scratch repository gets `--modules` modules (default 40): this repository's five
+(gravity, drag, drag-net, drag-eq, baseball-flight), registered, and renamed copies of
+them (`gravity-05`, …): every check runs for real (schema, units, integrity, parents,
+accuracy reproduced on the evaluation data, FLOPs counted, budgets). Then, interleaved over `--runs` rounds (medians), the whole command
 as a user runs it: serial (`--jobs 1`, this process) and `--jobs N` (a Dask LocalCluster
 of N worker processes, started and stopped by the command, inside the timing). The
 reports must be equal.
@@ -33,26 +33,37 @@ ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"
        "GIT_TERMINAL_PROMPT": "0"}
 for key in ("REGISTRY_ROOT", "REGISTRY_INDEX_URL", "REGISTRY_DASK_SCHEDULER"):
     ENV.pop(key, None)
-SOURCES = ("gravity", "drag", "drag-eq", "drag-net")
+SOURCES = ("gravity", "drag", "drag-net", "drag-eq", "baseball-flight")
+GIT = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
 
 
 def scratch_repository(where: Path, count: int) -> Path:
+    """This repository's modules, registered (the copies' parents and composed parts),
+    and `count` - 5 renamed copies of them: `count` modules to check."""
     repo = where / "repo"
     (repo / "modules").mkdir(parents=True)
-    for i in range(count):
+    for source in SOURCES:
+        shutil.copytree(ROOT / "modules" / source, repo / "modules" / source)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True, env=ENV)
+    commit(repo, "modules")
+    subprocess.run([sys.executable, "-m", "registry.cli", "register",
+                    *(f"modules/{s}" for s in SOURCES)], cwd=repo, check=True, env=ENV,
+                   capture_output=True)
+    for i in range(count - len(SOURCES)):
         source = SOURCES[i % len(SOURCES)]
         name = f"{source}-{i:02d}"
         shutil.copytree(ROOT / "modules" / source, repo / "modules" / name)
         path = repo / "modules" / name / "module.yaml"
         data = yaml.safe_load(path.read_text())
         data["name"] = name
-        data.get("provenance", {}).pop("parents", None)  # copies: no registered parents
         path.write_text(yaml.safe_dump(data, sort_keys=False))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm",
-                  "modules"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env=ENV)
+    commit(repo, "copies")
     return repo
+
+
+def commit(repo: Path, message: str) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=ENV)
+    subprocess.run(["git", *GIT, "commit", "-qm", message], cwd=repo, check=True, env=ENV)
 
 
 def check(repo: Path, jobs: int) -> tuple[float, list[dict[str, object]]]:

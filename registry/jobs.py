@@ -65,15 +65,17 @@ def scheduler_address(cluster: str | None = None) -> str | None:
 def run_tasks(fn: Callable[[T], R], items: Sequence[T], *, jobs: int = 1,
               cluster: str | None = None,
               on_result: Callable[[TaskResult[R]], None] | None = None,
-              ) -> list[TaskResult[R]]:
+              preload: Sequence[str] = ()) -> list[TaskResult[R]]:
     """`fn(item)` for each item: serial, on a local cluster of `jobs` processes, or on the
-    scheduler at `cluster` (see the module docstring)."""
+    scheduler at `cluster` (see the module docstring). A local cluster's workers are
+    forked from one process that imported `preload` (e.g. torch) once, not each its own."""
     if jobs < 1:
         raise RegistryError(f"--jobs {jobs}: give 1 or more worker processes")
     address = scheduler_address(cluster)
     if address is None and jobs == 1:
         return _serial(fn, items, on_result)
-    return _on_dask(fn, items, jobs=jobs, address=address, on_result=on_result)
+    return _on_dask(fn, items, jobs=jobs, address=address, on_result=on_result,
+                    preload=preload)
 
 
 def _serial(fn: Callable[[T], R], items: Sequence[T],
@@ -112,13 +114,17 @@ def _run_one(payload: tuple[int, Callable[[Any], Any], Any]) -> TaskResult[Any]:
 
 
 def _on_dask(fn: Callable[[T], R], items: Sequence[T], *, jobs: int, address: str | None,
-             on_result: Callable[[TaskResult[R]], None] | None) -> list[TaskResult[R]]:
+             on_result: Callable[[TaskResult[R]], None] | None,
+             preload: Sequence[str]) -> list[TaskResult[R]]:
     import dask
     from distributed import Client, LocalCluster, as_completed
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATH_RETRIES,
-                          "distributed.worker.daemon": False,
-                          "distributed.logging.distributed": "error"}):
+    settings: dict[str, Any] = {"distributed.scheduler.allowed-failures": WORKER_DEATH_RETRIES,
+                                "distributed.worker.daemon": False}
+    if address is None:
+        settings["distributed.worker.multiprocessing-method"] = "forkserver"
+        _forkserver_preload(preload)
+    with dask.config.set(settings):
         cluster = None
         try:
             if address is None:
@@ -144,6 +150,20 @@ def _on_dask(fn: Callable[[T], R], items: Sequence[T], *, jobs: int, address: st
         finally:
             if cluster is not None:
                 cluster.close()
+
+
+def _forkserver_preload(modules: Sequence[str]) -> None:
+    """Workers forked from a server process that imported `modules` once: spawned ones
+    import torch each (2-3 s on 2 busy cores) and take a second to exit. (distributed
+    would set its own list, its optional packages, on first use: it is told it has.)"""
+    import multiprocessing
+
+    import distributed.utils
+
+    if hasattr(distributed.utils, "_forkserver_preload_set"):
+        distributed.utils._forkserver_preload_set = True
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["distributed", *modules])
 
 
 def _connect(address: str) -> Any:

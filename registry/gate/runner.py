@@ -97,6 +97,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# What a check imports, imported once for all local workers (`run_tasks(preload=)`).
+PRELOAD = ("torch", "sympy", "registry.gate.checks", "registry.loading",
+           "registry.composition.module", "registry.cost.measure", "registry.nn.equation")
+
+
 def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
              all_modules: bool = False, use_cache: bool = True, jobs: int = 1,
              cluster: str | None = None) -> GateReport:
@@ -141,8 +146,8 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
                                        base_tree_matches=unchanged, change=change)
         else:
             pending.append((str(store.root), name, base_commit, unchanged, change))
-    for task, result in zip(pending, run_tasks(check_task, pending, jobs=jobs,
-                                               cluster=cluster), strict=True):
+    outcomes = run_tasks(check_task, pending, jobs=jobs, cluster=cluster, preload=PRELOAD)
+    for task, result in zip(pending, outcomes, strict=True):
         name = task[1]
         found[name] = result.value if result.ok and result.value is not None else \
             ModuleReport(name, "?", task[4], [CheckResult(
