@@ -3,8 +3,8 @@
 A scratch repository gets `--modules` modules (default 40): this repository's five
 (gravity, drag, drag-net, drag-eq, baseball-flight), registered, and renamed copies of
 them (`gravity-05`, …): every check runs for real (schema, units, integrity, parents,
-accuracy reproduced on the evaluation data, FLOPs counted, budgets). Then, interleaved over `--runs` rounds (medians), the whole command
-as a user runs it: serial (`--jobs 1`, this process) and `--jobs N` (a Dask LocalCluster
+accuracy reproduced on the evaluation data, FLOPs counted, budgets). Then, interleaved
+over `--runs` rounds (medians), the whole command as a user runs it: serial (`--jobs 1`, this process) and `--jobs N` (a Dask LocalCluster
 of N worker processes, started and stopped by the command, inside the timing). The
 reports must be equal.
 
