@@ -4,9 +4,9 @@ A scratch repository gets `--modules` modules (default 40): this repository's fi
 (gravity, drag, drag-net, drag-eq, baseball-flight), registered, and renamed copies of
 them (`gravity-05`, …): every check runs for real (schema, units, integrity, parents,
 accuracy reproduced on the evaluation data, FLOPs counted, budgets). Then, interleaved
-over `--runs` rounds (medians), the whole command as a user runs it: serial (`--jobs 1`, this process) and `--jobs N` (a Dask LocalCluster
-of N worker processes, started and stopped by the command, inside the timing). The
-reports must be equal.
+over `--runs` rounds (medians), the whole command as a user runs it: serial (`--jobs 1`,
+this process) and `--jobs N` (a Dask LocalCluster of N worker processes, started and
+stopped by the command, inside the timing). The reports must be equal.
 
     .venv/bin/python benchmarks/gate_jobs.py --modules 40 --jobs 2 --runs 3
 
