@@ -91,7 +91,7 @@ def test_parameters_are_counted_as_the_builder_builds_them() -> None:
 
 @pytest.mark.parametrize(("hidden", "limit"), [([8192], "MAX_HIDDEN_WIDTH"),
                                                ([8] * 33, "MAX_HIDDEN_LAYERS"),
-                                               ([3500, 3500], "MAX_PARAMETERS")])
+                                               ([4096] * 4, "MAX_PARAMETERS")])
 def test_widths_layers_and_parameters_each_have_a_limit(hidden: list[int], limit: str) -> None:
     data = _seed("drag-net")
     data["network"]["config"]["hidden"] = hidden

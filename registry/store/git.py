@@ -304,7 +304,14 @@ class GitRepo:
         self._write("add", "--all", "--", folder, f":(exclude,glob){folder}/**/{TEMP_GLOB}")
         crash_point("git-add", holding=self.gitdir / "index.lock")
         if not self.succeeds("diff", "--cached", "--quiet", "--", folder):
-            self._write("commit", "--no-verify", "-q", "-m", message, "--", folder)
+            inside = folder.rstrip("/") + "/"
+            elsewhere = [p for p in self.run("diff", "--cached", "--name-only").splitlines()
+                         if p and not p.startswith(inside)]
+            # `commit -- folder` takes the folder's files from the work tree, so a file
+            # moved out of git (to DVC) would come back in; with nothing staged elsewhere
+            # the index itself is committed.
+            only = ["--", folder] if elsewhere else []
+            self._write("commit", "--no-verify", "-q", "-m", message, *only)
         head = self.head()
         if head is None:
             raise RegistryError(f"nothing to commit in {folder} and the repository has no commits")

@@ -44,7 +44,8 @@ def read_sqlite(path: Path, sql: str, params: Mapping[str, Any]) -> list[sqlite3
     """One statement on a fresh connection (tests delete index files: no handle is kept);
     a missing file is a missing table, never a new empty database."""
     if not path.exists():
-        raise sqlite3.OperationalError(f"no such table: {path} does not exist")
+        # (No path in the message: `is_corruption` reads it, and paths say anything.)
+        raise sqlite3.OperationalError("no such table: the index file does not exist yet")
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         conn.row_factory = sqlite3.Row

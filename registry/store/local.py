@@ -1,12 +1,11 @@
 """The local store: modules in `modules/<name>/` of a git repository, versions as tags.
 
-Registration is two steps, and the store calls nothing above it: `stage`
-checks a folder (name, version, regular files only) and says whether the same
-content is registered already; the api then measures the module and hands
-`commit` the finished manifest. `commit` runs one transaction under a lock in
-the git directory: journal, write the manifest, commit the folder, tag
-`<name>@v<version>`. A failure before the commit restores the manifest; a
-crash anywhere is settled by the next registration (`registry.store.recovery`).
+Registration is two steps, and the store calls nothing above it: `stage` checks a folder
+(name, version, regular files only; large files to DVC, `artifacts`) and says whether the
+same content is registered already; the api then measures the module and hands `commit`
+the finished manifest. `commit` runs one transaction under a lock in the git directory:
+journal, write the manifest, commit the folder, tag `<name>@v<version>`. A failure before
+the commit restores the manifest; a crash is settled by the next registration (`recovery`).
 
 Example:
     >>> store = LocalStore(find_root())
@@ -42,6 +41,7 @@ from registry.errors import (
     VersionConflict,
     WorkingTreeDirty,
 )
+from registry.store import artifacts
 from registry.store.base import (
     MODULES_DIR,
     Bump,
@@ -62,12 +62,7 @@ from registry.store.recovery import (
     untagged_register_commits,
 )
 from registry.store.recovery import repair as repair_findings
-from registry.store.tags import (
-    register_subject,
-    stage_tag,
-    tag_of_ref,
-    version_tag,
-)
+from registry.store.tags import register_subject, stage_tag, tag_of_ref, version_tag
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -157,8 +152,8 @@ class LocalStore:
         folder = f"{MODULES_DIR}/{manifest.name}"
         commit = row.commit
 
-        def read(relpath: str) -> bytes:
-            return self.repo.read_file(commit, f"{folder}/{relpath}")
+        def read(relpath: str) -> bytes:  # a DVC-tracked file through its pointer
+            return artifacts.read_committed(self.repo, self.root, commit, f"{folder}/{relpath}")
 
         return Resolved(manifest, commit, row.tag, read, stages=row.stages, root=self.root)
 
@@ -168,6 +163,8 @@ class LocalStore:
         def read(relpath: str) -> bytes:
             path = folder / relpath
             refuse_link(path)
+            if not path.is_file() and path.with_name(f"{path.name}.dvc").is_file():
+                return artifacts.read_workspace(self.root, f"{folder.name}/{relpath}", folder)
             if not path.is_file():
                 raise NotFound(f"{MODULES_DIR}/{manifest.name}/{relpath}: no such file")
             return path.read_bytes()
@@ -198,7 +195,8 @@ class LocalStore:
         manifest, done = self._version_for(manifest, manifest_path, bump)
         relfolder = f"{MODULES_DIR}/{manifest.name}"
         if done is None:
-            ignored = self.repo.ignored_files(relfolder)
+            ignored = artifacts.prepare(self.repo, self.root, folder, relfolder,
+                                        [ref.path for _, ref in manifest.files()])
             if ignored:
                 raise ManifestError(f"{folder}: {', '.join(ignored)} are ignored by git, so the "
                                     "version would lack them; remove them from .gitignore, or "
@@ -227,6 +225,7 @@ class LocalStore:
             _, done = self._version_for(pending.manifest, manifest_path, None)
             if done is not None:
                 return done
+            artifacts.push(self.root, pending.folder)  # before a tag names them
             original = manifest_path.read_bytes()
             gitdir = self.repo.gitdir
             filled = self._fill_provenance(manifest, relfolder)
@@ -256,7 +255,7 @@ class LocalStore:
 
     def _version_for(self, manifest: Manifest, where: Path,
                      bump: Bump | None) -> tuple[Manifest, RegisterResult | None]:
-        """The manifest with the version it registers as, or the existing result if unchanged."""
+        """The manifest with the version it registers as, or the existing result if same."""
         existing = {t.module + "@" + t.version: t for t in self.repo.version_tags()}
         relfolder = f"{MODULES_DIR}/{manifest.name}"
         if manifest.ref not in existing:
