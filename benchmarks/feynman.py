@@ -17,11 +17,13 @@ simplifies to 0, or the ratio to a constant within 1e-6 of 1.
 noise of σ × the target's standard deviation (SRBench's protocol); the teacher's
 error, and so the distiller's tolerance, is then measured against noisy held-out
 targets, as a user would measure it. `--jobs N` runs one equation per worker
-process. A method that fails on an equation is a row with its reason
-(`<method>_error`), never a crash; `<method>_distill_seconds` is the distiller's
-own time against its budget (teacher training excluded), `<method>_budget`
-where its budget went, `<method>_tolerance` the tolerance the solver worked to and
-`<method>_found_by` the solver stage that found the chosen law.
+process (the registry's task model, `registry.jobs`: a Dask LocalCluster; `--cluster
+tcp://HOST:8786` sends the same tasks to a running scheduler). A method that fails on an
+equation is a row with its reason (`<method>_error`), never a crash;
+`<method>_distill_seconds` is the distiller's own time against its budget (teacher
+training excluded), `<method>_budget` where its budget went, `<method>_tolerance` the
+tolerance the solver worked to and `<method>_found_by` the solver stage that found the
+chosen law.
 
     .venv/bin/pip install -e '.[bench]'      # the peers
     .venv/bin/python benchmarks/feynman.py --subset 20 --budget-s 30 --peers --csv out.csv
@@ -42,7 +44,6 @@ import subprocess
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -365,7 +366,10 @@ def main() -> None:
     parser.add_argument("--table", choices=["feynman", "bonus", "both"], default="feynman")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="σ: the teacher's (and peers') targets get N(0, σ·std) noise")
-    parser.add_argument("--jobs", type=int, default=1, help="equations run side by side")
+    parser.add_argument("--jobs", type=int, default=1, help="equations run side by side (a "
+                        "Dask LocalCluster of worker processes)")
+    parser.add_argument("--cluster", default=None, help="run the equations on this Dask "
+                        "scheduler (tcp://HOST:8786; default $REGISTRY_DASK_SCHEDULER)")
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
     parser.add_argument("--no-oracle", action="store_true",
@@ -417,13 +421,18 @@ def main() -> None:
         print(row["id"], {m: row[f"{m}_recovered"] for m in methods}, flush=True)
         write_csv(args.csv, rows)  # after every equation: a long run killed keeps its rows
 
-    if args.jobs > 1:
-        import multiprocessing
+    if args.jobs > 1 or args.cluster:
+        # The registry's task model (Dask): a local cluster of --jobs worker processes or
+        # the scheduler --cluster names; the task by its module's name, not __main__'s.
+        import feynman as importable
 
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 max_tasks_per_child=1) as pool:
-            for row in pool.map(run_equation, work):
-                done(row)
+        from registry.jobs import run_tasks
+
+        def arrived(result: Any) -> None:
+            done(result.value if result.ok else lost_row(work[result.index], result.error))
+
+        run_tasks(importable.run_equation, work, jobs=args.jobs, cluster=args.cluster,
+                  on_result=arrived, preload=("torch", "sympy", "scipy", "registry.distillation"))
     else:
         for item in work:
             done(run_equation(item))
@@ -466,6 +475,19 @@ def run_equation(item: tuple[str, str, list[str], float, float, bool]) -> dict[s
             row[f"{method}_found_by"] = res.get("found_by", "")
         if res.get("teacher_nrmse") is not None:
             row["teacher_nrmse"] = res["teacher_nrmse"]
+    return row
+
+
+def lost_row(item: tuple[str, str, list[str], float, float, bool],
+             error: str) -> dict[str, Any]:
+    """The row of an equation whose worker died twice: every method failed, with why."""
+    eq_id, table, methods, budget, noise, _ = item
+    eq = next(e for e in load_table(table) if e["id"] == eq_id)
+    row: dict[str, Any] = {"id": eq_id, "table": table, "formula": eq["formula"],
+                           "n_vars": len(eq["names"]), "budget_s": budget, "noise": noise}
+    for method in methods:
+        row.update({f"{method}_recovered": False, f"{method}_seconds": 0.0,
+                    f"{method}_equation": "", f"{method}_error": error[:300]})
     return row
 
 
