@@ -9,7 +9,9 @@
 # Everything but the endpoint goes to stderr. Settings (environment): REGISTRY_S3_PORT
 # (18333; the master, volume and filer take 19333, 18080 and 18888, and each +10000 for
 # gRPC), REGISTRY_S3_DIR (/tmp/registry-s3), REGISTRY_S3_BUCKET (registry-test).
-# No IAM is configured: any access key is accepted (a local, loopback-only store).
+# No IAM is configured: any access key is accepted (a local, loopback-only store). Volumes
+# are 256 MB, at most 64 (SeaweedFS's default 30 GB volumes ran out of room for the seven
+# a bucket takes on a half-full disk: every write then failed).
 set -euo pipefail
 
 PORT="${REGISTRY_S3_PORT:-18333}"
@@ -47,7 +49,8 @@ if ! answers; then
     log "starting SeaweedFS (S3 on $URL, data in $BASE/data) ..."
     (cd "$BASE" && nohup "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$BASE/data" \
         -master.port=$((PORT + 1000)) -volume.port=$((PORT - 253)) -filer.port=$((PORT + 555)) \
-        -volume.max=0 -s3 -s3.port="$PORT" >"$BASE/weed.log" 2>&1 &
+        -master.volumeSizeLimitMB=256 -volume.max=64 -s3 -s3.port="$PORT" \
+        >"$BASE/weed.log" 2>&1 &
      echo $! >"$BASE/weed.pid")
     for _ in $(seq 1 60); do
         answers && break

@@ -116,6 +116,10 @@ def test_weights_pushed_to_s3_load_in_a_fresh_clone_and_tampering_is_refused(
     assert not (clone / "modules/drag-net/weights.safetensors").exists()
     fresh = registry.open(clone)
     assert torch.equal(fresh.load("drag-net@1.0.0")(sample()), expected)
+    # The gate in the fresh clone: the working tree lacks the weights; `dvc pull` fills them.
+    report = fresh.check(all_modules=True)
+    assert report.passed, report.to_markdown()
+    assert (clone / "modules/drag-net/weights.safetensors").is_file()
     # The file the server streams is the same bytes, through the same read.
     data = fresh.resolve("drag-net@1.0.0").read("weights.safetensors")
     assert data == (dvc_repo / "modules/drag-net/weights.safetensors").read_bytes()
