@@ -164,6 +164,9 @@ def _forkserver_preload(modules: Sequence[str]) -> None:
         distributed.utils._forkserver_preload_set = True
     multiprocessing.get_context("forkserver").set_forkserver_preload(
         ["distributed", *modules])
+    import multiprocessing.forkserver
+
+    multiprocessing.forkserver.ensure_running()  # imports while the scheduler starts
 
 
 def _connect(address: str) -> Any:

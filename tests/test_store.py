@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,28 @@ def test_tags_lost_in_a_clone_are_restored_from_history(reg, repo: Path, tmp_pat
                                                                    "gravity@v1.0.0")
     assert str(registry.open(clone).load("gravity@1.0.0").sympy()["F"]) == "G*m1*m2/r**2"
     assert registry.open(clone).restore_tags() == []
+
+
+def test_a_rebuild_parses_manifests_in_worker_processes_and_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: the cold rebuild's parsing spreads over the cores (plain subprocesses);
+    the rows are those of one process, in order, a broken manifest skipped, and a worker
+    that fails costs only speed."""
+    import os
+    import sys
+
+    from registry.store import index_parse
+
+    text = (Path(__file__).parents[1] / "modules" / "gravity" / "module.yaml").read_text()
+    items = [(f"t{i}:module.yaml", text.replace("name: gravity", f"name: g{i:03d}"))
+             for i in range(12)]
+    items[5] = ("t5:module.yaml", "schema: 1\nname: [\n")
+    monkeypatch.setattr(index_parse, "PARALLEL_MIN", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    serial = [index_parse.parse_one(*item) for item in items]
+    assert serial[5] is None and json.loads(serial[7][2])["name"] == "g007"
+    assert index_parse.parse_many(items) == serial
+    proc, feeder = index_parse._start(items[4:8])  # a worker's own answer, not the fallback
+    assert index_parse._finish(proc, feeder) == serial[4:8]
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # every worker fails
+    assert index_parse.parse_many(items) == serial

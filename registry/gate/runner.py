@@ -98,7 +98,7 @@ def _cell(text: str) -> str:
 
 
 # What a check imports, imported once for all local workers (`run_tasks(preload=)`).
-PRELOAD = ("torch", "sympy", "registry.gate.checks", "registry.loading",
+PRELOAD = ("registry.gate.warm", "registry.gate.checks", "registry.loading",
            "registry.composition.module", "registry.cost.measure", "registry.nn.equation")
 
 

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -52,7 +51,7 @@ from registry.store.index_reads import (
     stages_sql,
     versions_sql,
 )
-from registry.store.index_rows import current_stages, ports_json, version_row
+from registry.store.index_rows import current_stages, version_row
 from registry.store.index_schema import (
     META_TABLE,
     SCHEMA_VERSION,
@@ -237,7 +236,8 @@ class Index:
     def _rebuild(self, conn: sa.Connection, fingerprint: str, *, force: bool) -> None:
         import sqlalchemy as sa
 
-        from registry.core.manifest import MANIFEST_FILE, parse_manifest
+        from registry.core.manifest import MANIFEST_FILE
+        from registry.store.index_parse import parse_many
 
         v, s, m = self.versions_t, self.stages_t, self.meta_t
         mine = self.repo_id
@@ -256,20 +256,19 @@ class Index:
         fresh = [t for key, t in current.items() if key not in known or key in gone]
         blobs = self.repo.read_files(
             [f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}" for t in fresh])
-        rows = []
+        items, kept = [], []
         for vtag, blob in zip(fresh, blobs, strict=True):
-            if blob is None:
-                continue  # a tag whose commit lacks the manifest is not a version of ours
-            try:
-                manifest = parse_manifest(blob.decode(), source=f"{vtag.tag.name}:module.yaml")
-            except Exception:
+            try:  # a tag whose commit lacks the manifest is not a version of ours
+                if blob is not None:
+                    items.append((f"{vtag.tag.name}:module.yaml", blob.decode()))
+                    kept.append(vtag)
+            except UnicodeDecodeError:
                 continue
-            data = manifest.to_dict()
-            rows.append({"repo": mine, "name": vtag.module, "version": vtag.version,
-                         "kind": manifest.kind, "summary": manifest.summary,
-                         "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
-                         "commit": vtag.tag.commit, "created": vtag.tag.created,
-                         "manifest": json.dumps(data), "ports": ports_json(data)})
+        rows = [{"repo": mine, "name": vtag.module, "version": vtag.version, "kind": row[0],
+                 "summary": row[1], "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
+                 "commit": vtag.tag.commit, "created": vtag.tag.created, "manifest": row[2],
+                 "ports": row[3]}
+                for vtag, row in zip(kept, parse_many(items), strict=True) if row is not None]
         if rows:
             conn.execute(v.insert(), rows)
         conn.execute(s.delete().where(s.c.repo == mine))
