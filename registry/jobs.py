@@ -10,7 +10,9 @@ returns one `TaskResult` per item, in the items' order:
 
 A task that raises is a result with its error (the others go on). A worker that dies
 (killed, out of memory) loses only its task: the scheduler runs it once more elsewhere
-(`allowed-failures` = `WORKER_DEATH_RETRIES`), then it is reported as failed. `on_result`
+(`allowed-failures` = `WORKER_DEATH_RETRIES` on a local cluster; a running scheduler
+applies its own `distributed.scheduler.allowed-failures`, 3 by default), then it is
+reported as failed. `on_result`
 sees each result as it arrives (progress). `fn` and the items must be picklable: a
 module-level function and plain data; on a remote cluster the workers need the same
 code and the same paths (a shared filesystem or the same checkout).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -100,8 +103,8 @@ def _timed(index: int, fn: Callable[[T], R], item: T) -> TaskResult[R]:
 
 
 def _run_one(payload: tuple[int, Callable[[Any], Any], Any]) -> TaskResult[Any]:
-    """What a worker runs: the task, its failure caught (a raise would look like a lost
-    worker to no one, but keeps the traceback here)."""
+    """What a worker runs: the task with its failure caught, so that a raise comes back as
+    that task's result (with its traceback) and is not retried like a lost worker."""
     index, fn, item = payload
     result = _timed(index, fn, item)
     try:
@@ -134,8 +137,10 @@ def _on_dask(fn: Callable[[T], R], items: Sequence[T], *, jobs: int, address: st
             else:
                 client = _connect(address)
             with client:
-                futures = {client.submit(_run_one, (i, fn, item), pure=False, key=f"task-{i}"):
-                           i for i, item in enumerate(items)}
+                run = uuid.uuid4().hex[:12]  # keys unique on a scheduler shared by many
+                futures = {client.submit(_run_one, (i, fn, item), pure=False,
+                                         key=f"registry-{run}-{i}"): i
+                           for i, item in enumerate(items)}
                 results: dict[int, TaskResult[R]] = {}
                 for future in as_completed(futures):
                     index = futures[future]

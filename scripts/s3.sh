@@ -47,11 +47,13 @@ PYEOF
 if ! answers; then
     mkdir -p "$BASE/data"
     log "starting SeaweedFS (S3 on $URL, data in $BASE/data) ..."
-    (cd "$BASE" && nohup "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$BASE/data" \
+    # weed itself in the background, every standard stream away from ours: a caller
+    # reading our stdout (`url=$(scripts/s3.sh)`) must see it close when we exit.
+    nohup "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$BASE/data" \
         -master.port=$((PORT + 1000)) -volume.port=$((PORT - 253)) -filer.port=$((PORT + 555)) \
         -master.volumeSizeLimitMB=256 -volume.max=64 -s3 -s3.port="$PORT" \
-        >"$BASE/weed.log" 2>&1 &
-     echo $! >"$BASE/weed.pid")
+        </dev/null >"$BASE/weed.log" 2>&1 &
+    echo $! >"$BASE/weed.pid"
     for _ in $(seq 1 60); do
         answers && break
         sleep 1
