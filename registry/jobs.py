@@ -167,11 +167,11 @@ def _forkserver_preload(modules: Sequence[str]) -> None:
 
     if hasattr(distributed.utils, "_forkserver_preload_set"):
         distributed.utils._forkserver_preload_set = True
+    # The server starts with the first worker, so it inherits the environment the nanny
+    # sets for workers (OMP_NUM_THREADS=1 and the like): started earlier, each worker's
+    # torch ran two threads on two cores and the checks took twice as long.
     multiprocessing.get_context("forkserver").set_forkserver_preload(
         ["distributed", *modules])
-    import multiprocessing.forkserver
-
-    multiprocessing.forkserver.ensure_running()  # imports while the scheduler starts
 
 
 def _connect(address: str) -> Any:
