@@ -351,7 +351,8 @@ class Registry:
     def check(self, *, base: str | None = None, all_modules: bool = False,
               use_cache: bool = True, jobs: int = 1, cluster: str | None = None) -> GateReport:
         """The gate: validate, reproduce accuracy, hold budgets, refuse regressions; the
-        modules checked on `jobs` local worker processes or a Dask scheduler (`jobs`)."""
+        modules checked on `jobs` local worker processes or the Dask scheduler `cluster`
+        (`registry.jobs`)."""
         from registry.gate import run_gate
 
         return run_gate(self._local("check"), self.loader, base=base, all_modules=all_modules,

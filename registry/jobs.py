@@ -75,6 +75,8 @@ def run_tasks(fn: Callable[[T], R], items: Sequence[T], *, jobs: int = 1,
     if jobs < 1:
         raise RegistryError(f"--jobs {jobs}: give 1 or more worker processes")
     address = scheduler_address(cluster)
+    if not items:
+        return []  # no cluster started for nothing (e.g. every check answered by a cache)
     if address is None and jobs == 1:
         return _serial(fn, items, on_result)
     return _on_dask(fn, items, jobs=jobs, address=address, on_result=on_result,

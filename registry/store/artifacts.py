@@ -93,8 +93,7 @@ def _dvc_repo(root: Path) -> Any:
     return Repo(str(root))
 
 
-def track_large(root: Path, folder: Path, relpaths: list[str],
-                repo: Any | None = None) -> list[str]:
+def track_large(repo: Any, root: Path, folder: Path, relpaths: list[str]) -> list[str]:
     """`dvc add` each file of the module over the threshold, or already tracked (its
     pointer refreshed), first leaving git's index if git held it (`repo`, a GitRepo: the
     registration's commit then records the pointer in its place); returns one line per
@@ -109,10 +108,9 @@ def track_large(root: Path, folder: Path, relpaths: list[str],
     if not chosen:
         return []
     with _dvc_repo(root) as dvc:
-        if repo is not None:
-            for path in chosen:
-                repo.run("rm", "-q", "--cached", "--ignore-unmatch", "--",
-                         str(path.relative_to(root)))
+        for path in chosen:
+            repo.run("rm", "-q", "--cached", "--ignore-unmatch", "--",
+                     str(path.relative_to(root)))
         dvc.add([str(p) for p in chosen])
     return [f"{p.relative_to(root)} ({p.stat().st_size / 1e6:.1f} MB, over "
             f"{limit / 1e6:g} MB) is tracked with DVC: git keeps "
@@ -123,7 +121,7 @@ def prepare(repo: Any, root: Path, folder: Path, relfolder: str,
             relpaths: list[str]) -> list[str]:
     """Before a registration: track the module's large files (one line each to the log);
     returns the files git ignores that DVC does not keep (they would be lost)."""
-    for line in track_large(root, folder, relpaths, repo):
+    for line in track_large(repo, root, folder, relpaths):
         log.warning("registry: %s", line)
     return [f for f in repo.ignored_files(relfolder) if not (root / f"{f}.dvc").is_file()]
 
@@ -162,6 +160,10 @@ def read_tracked(root: Path, commit: str, relpath: str, pointer_text: str) -> by
     cached = _cache_file(root, pointer.md5)
     if not cached.is_file():
         with _dvc_repo(root) as repo:
+            cached = Path(repo.cache.local.oid_to_path(pointer.md5))  # `dvc cache dir` too
+        if cached.is_file():
+            return _checked(cached, pointer, relpath)
+        with _dvc_repo(root) as repo:
             remote = repo.config.get("core", {}).get("remote")
             where = f"remote `{remote}`" if remote else "remote (none is configured)"
             try:
@@ -177,10 +179,9 @@ def read_tracked(root: Path, commit: str, relpath: str, pointer_text: str) -> by
     return _checked(cached, pointer, relpath)
 
 
-def read_workspace(root: Path, relpath: str, folder: Path) -> bytes:
-    """A working-tree file that only its pointer holds: `dvc pull` of that file first.
-    (`relpath`: the file under the module's folder's parent, for messages.)"""
-    path = folder.parent / relpath
+def read_workspace(root: Path, path: Path) -> bytes:
+    """A working-tree file that only its pointer holds: `dvc pull` of that file first."""
+    relpath = str(path.relative_to(root))
     pointer_file = path.with_name(f"{path.name}.dvc")
     pointer = parse_pointer(pointer_file.read_text(encoding="utf-8"), source=f"{relpath}.dvc")
     if not path.is_file():
@@ -194,6 +195,8 @@ def read_workspace(root: Path, relpath: str, folder: Path) -> bytes:
 
 
 def _cache_file(root: Path, md5: str) -> Path:
+    """Where DVC's default cache keeps an object (read without opening DVC; a cache moved
+    with `dvc cache dir` is asked of DVC)."""
     return root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
 
 
@@ -222,9 +225,9 @@ def read_committed(repo: Any, root: Path, commit: str, relpath: str) -> bytes:
     try:
         data: bytes = repo.read_file(commit, relpath)
         return data
-    except NotFound:
+    except NotFound as missing:
         try:
             pointer = repo.read_file(commit, f"{relpath}.dvc")
         except NotFound:
-            raise NotFound(f"{relpath}: no such file at {commit[:12]}") from None
+            raise missing from None
     return read_tracked(root, commit, relpath, pointer.decode("utf-8", errors="replace"))

@@ -137,7 +137,6 @@ class GitRepo:
         the same tick would not show; git's "racy" rule)."""
         import hashlib
         import os
-        import time
 
         try:
             gitdir, common = (str(d) for d in self._dirs())  # strings: this runs per read
@@ -150,8 +149,7 @@ class GitRepo:
             stats.extend(self._tag_folder_stats(os.path.join(common, "refs", "tags")))
         except (OSError, RegistryError):
             return None
-        newest = max(int(st.rsplit(":", 1)[1]) for st in stats if not st.endswith(":-"))
-        if time.time_ns() - newest < RACY_NS:
+        if any(_racy(stat) for stat in stats):
             return None
         return hashlib.sha256("\n".join(stats).encode()).hexdigest()
 
@@ -160,7 +158,6 @@ class GitRepo:
         time has the same entries, so its subfolders are not listed again (10k loose tags:
         a listing is 9 ms, a stat 2 µs)."""
         import os
-        import time
 
         out: list[str] = []
         pending = [top]
@@ -178,8 +175,7 @@ class GitRepo:
                                             if e.is_dir(follow_symlinks=False))
                 except FileNotFoundError:
                     subfolders = []
-                if not stat.endswith(":-") and \
-                        time.time_ns() - int(stat.rsplit(":", 1)[1]) >= RACY_NS:
+                if not stat.endswith(":-") and not _racy(stat):
                     self._tag_folders[folder] = (stat, subfolders)  # settled: kept
             pending.extend(reversed(subfolders))
         return out
@@ -335,6 +331,13 @@ def find_root(start: Path | None = None) -> Path:
 
 
 RACY_NS = 20_000_000  # 20 ms: above a kernel tick (4 ms at HZ=250, 10 ms at HZ=100)
+
+
+def _racy(stat: str) -> bool:
+    """Whether a `_stat` summary's file changed within `RACY_NS` of now."""
+    import time
+
+    return not stat.endswith(":-") and time.time_ns() - int(stat.rsplit(":", 1)[1]) < RACY_NS
 
 
 def _stat(path: str) -> str:

@@ -164,7 +164,7 @@ class LocalStore:
             path = folder / relpath
             refuse_link(path)
             if not path.is_file() and path.with_name(f"{path.name}.dvc").is_file():
-                return artifacts.read_workspace(self.root, f"{folder.name}/{relpath}", folder)
+                return artifacts.read_workspace(self.root, path)
             if not path.is_file():
                 raise NotFound(f"{MODULES_DIR}/{manifest.name}/{relpath}: no such file")
             return path.read_bytes()
