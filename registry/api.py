@@ -350,9 +350,8 @@ class Registry:
 
     def check(self, *, base: str | None = None, all_modules: bool = False,
               use_cache: bool = True, jobs: int = 1, cluster: str | None = None) -> GateReport:
-        """The gate: validate, reproduce accuracy, hold budgets, refuse regressions; the
-        modules checked on `jobs` local worker processes or the Dask scheduler `cluster`
-        (`registry.jobs`)."""
+        """The gate: validate, reproduce accuracy, hold budgets, refuse regressions; checks
+        run on `jobs` local worker processes or the Dask scheduler `cluster` (`jobs`)."""
         from registry.gate import run_gate
 
         return run_gate(self._local("check"), self.loader, base=base, all_modules=all_modules,

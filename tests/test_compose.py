@@ -155,6 +155,9 @@ def test_ode_lands_where_the_vacuum_formula_says_and_is_differentiable(seeded) -
 
 
 def test_derivative_training_learns_the_missing_term(seeded) -> None:
+    # The MLP's initial weights come from torch's global generator, whose state depended on
+    # the tests before this one: one CI run's init did not reach the target in 60 epochs.
+    torch.manual_seed(0)
     net = seeded.compose(parse_spec(vacuum_projectile(dt=0.01)))
     rng = np.random.default_rng(0)
     n = 2000
