@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.alternatives import Alternative, choose_best, find_alternatives, select
 from registry.catalog import SearchQuery, WorkspaceModule
 from registry.core.manifest import Manifest
 from registry.core.reference import Version, parse_reference
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from registry.lineage import LineageNode
     from registry.mlflow.publish import PublishResult
     from registry.nn.ports import PortModule
+    from registry.shrink import ShrinkReport
     from registry.store.local import LocalStore
     from registry.store.recovery import Finding
 
@@ -60,7 +62,7 @@ class Registry:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.loader = Loader(store.resolve)
+        self.loader = Loader(store.resolve, choose=lambda text: choose_best(store, text))
 
     def __repr__(self) -> str:
         return f"Registry({self.store!r})"
@@ -156,18 +158,26 @@ class Registry:
     def search(self, text: str | None = None, *, kind: str | None = None,
                input_unit: str | None = None, output_unit: str | None = None) -> SearchResult:
         """Modules whose name or summary holds `text`, of `kind`, with a port in a unit."""
+        from registry.catalog import search_store
+
         query = SearchQuery.parse(text=text, kind=kind, input_unit=input_unit,
                                   output_unit=output_unit)
-        modules = [row for row in self.store.latest(kind) if query.matches_row(row)]
-        pending = []
-        for name in self.store.unregistered():
-            entry = WorkspaceModule.read(self.root, name)
-            if entry.error is not None:
-                if not query.by_content and query.matches_text(name, None):
-                    pending.append(entry)
-            elif query.matches(name, entry.summary, entry.kind, entry.inputs, entry.outputs):
-                pending.append(entry)
-        return SearchResult(modules, pending)
+        return SearchResult(*search_store(self.store, self.root, query))
+
+    def alternatives(self, ref: str, *, measure: bool = False) -> builtins.list[Alternative]:
+        """`ref` and the modules with its interface (ports, order, units), most accurate first;
+        `measure` re-evaluates each on `ref`'s evaluation instead of its recorded nRMSE."""
+        def on_asked(asked: Resolved, candidate: Resolved) -> float:
+            return self.loader.evaluate(asked, self.loader.build(candidate))["nrmse"]
+
+        return find_alternatives(self.store, ref, evaluate=on_asked if measure else None)
+
+    def select(self, ref: str, *, max_nrmse: float, by: str = "flops",
+               measure: bool = False) -> Alternative:
+        """The cheapest alternative of `ref` by `by` (flops, energy, latency) within
+        `max_nrmse`; `BudgetExceeded` naming the most accurate one when none is."""
+        return select(self.alternatives(ref, measure=measure), max_nrmse=max_nrmse, by=by,
+                      asked=ref)
 
     def lineage(self, ref: str) -> LineageNode:
         """Where `ref` came from: teachers (down to a composite's node) and parents."""
@@ -248,29 +258,16 @@ class Registry:
         it as that composite's next minor version. A swap that loses more accuracy than the
         composite's budget allows raises `BudgetExceeded` with both errors."""
         import dataclasses
-        import tempfile
 
-        from registry.composition.swap import swap_registered
-        from registry.errors import BudgetExceeded
+        from registry.composition.swap import register_swapped, swap_registered
 
         resolved = self.store.resolve(ref)
         net, report = swap_registered(self.loader, resolved, replacements, ood=ood)
-        if not report.accepted:
-            swapped = ", ".join(f"{n}={r}" for n, r in replacements.items())
-            raise BudgetExceeded(f"{resolved.exact}: the swap {swapped} is refused: "
-                                 f"{report.reason}")
         if register is None:
             return report
-        manifest = resolved.manifest
-        assert manifest.evaluation is not None and manifest.evaluation.data is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp) / "evaluation.npz"
-            data.write_bytes(resolved.read(manifest.evaluation.data.path))
-            result = self.register_composite(
-                net, name=register, evaluation_data=data, bump="minor",  # type: ignore[arg-type]
-                summary=f"{manifest.summary} (nodes {', '.join(replacements)} swapped for "
-                        f"{', '.join(replacements.values())})")
-        return dataclasses.replace(report, registered=result.tag)
+        tag = register_swapped(resolved, net, replacements, name=register,
+                               register_composite=self.register_composite)
+        return dataclasses.replace(report, registered=tag)
 
     def train(self, spec: ComposeSpec | ComposedModule | str | Path, data: Mapping[str, Any], *,
               target: str = "outputs", run_name: str | None = None,
@@ -300,31 +297,29 @@ class Registry:
         its evaluation data, into `<out or modules>/<name or composite-node>/` (tolerance
         default 1e-2).
         """
-        from registry.distillation.registered import (
-            distill_part,
-            distill_registered,
-            record_registered_node,
-        )
+        from registry.distillation.registered import distill_reference
 
         local = self._local("distill")
-        resolved = self.store.resolve(ref)
-        if node is None:
-            return distill_registered(resolved, self.loader.build(resolved), root=local.root,
-                                      commit=local.repo.head(), budget_s=budget_s, name=name,
-                                      out=out, tolerance=tolerance)
-        if resolved.manifest.kind != "composite":
-            from registry.errors import DistillationError
+        return distill_reference(self.loader, self.store.resolve(ref), root=local.root,
+                                 commit=local.repo.head(), budget_s=budget_s, name=name,
+                                 out=out, tolerance=tolerance, node=node, data=data)
 
-            raise DistillationError(f"--node {node}: {resolved.exact} is a "
-                                    f"{resolved.manifest.kind}; nodes belong to composites")
-        net = self.loader.build(resolved)
-        recording = record_registered_node(resolved, net, node, data)
-        return distill_part(recording, net.get_submodule(f"nodes.{node}"),  # type: ignore[arg-type]
-                            distilled_from=recording.part,
-                            root=local.root, commit=local.repo.head(),
-                            out=out or local.root / MODULES_DIR, budget_s=budget_s,
-                            name=name or f"{resolved.manifest.name}-{node}",
-                            tolerance=1e-2 if tolerance is None else tolerance)
+    def shrink(self, ref: str, *, name: str | None = None, out: Path | None = None,
+               register: bool = False, **method: Any) -> ShrinkReport:
+        """Write a cheaper variant of the network `ref` to `<out or modules>/<name>/`: one of
+        `prune=AMOUNT` (`structured=True`), `quantize="int8"`, `dtype="bfloat16"`, or
+        `student=[16, 16]` with `target_nrmse` (`steps` bounds any training); with `register`,
+        register it (the next patch version if it changed)."""
+        from registry.shrink import ShrinkRequest, shrink_registered
+
+        local = self._local("shrink")
+        report = shrink_registered(self.loader, self.store.resolve(ref),
+                                   ShrinkRequest.parse(**method), root=local.root,
+                                   commit=local.repo.head(), out=out or local.root / MODULES_DIR,
+                                   name=name)
+        if register:
+            report.registered = self.register(report.folder, bump="patch").tag
+        return report
 
     def promote(self, ref: str, stage: str) -> str:
         """Point `stage` at the version `ref` resolves to; returns the GTO stage tag."""

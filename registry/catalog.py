@@ -18,7 +18,7 @@ from typing import Any
 
 from registry.errors import RegistryError
 
-__all__ = ["SearchQuery", "WorkspaceModule"]
+__all__ = ["SearchQuery", "WorkspaceModule", "search_store"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,19 @@ def _has_unit(ports: dict[str, str], wanted: Any) -> bool:
         except RegistryError:
             continue
     return False
+
+
+def search_store(store: Any, root: Path | None,
+                 query: SearchQuery) -> tuple[list[Any], list[WorkspaceModule]]:
+    """(the latest registered version of each module `query` matches, the matching modules of
+    the working tree with no registered version; broken ones match by name only)."""
+    modules = [row for row in store.latest(query.kind) if query.matches_row(row)]
+    pending = []
+    for name in store.unregistered():
+        entry = WorkspaceModule.read(root, name)
+        if entry.error is not None:
+            if not query.by_content and query.matches_text(name, None):
+                pending.append(entry)
+        elif query.matches(name, entry.summary, entry.kind, entry.inputs, entry.outputs):
+            pending.append(entry)
+    return modules, pending

@@ -10,6 +10,7 @@
     ├── IntegrityError            a file's sha256 differs from the manifest's
     ├── CompositionError          a compose spec wires ports that cannot connect
     ├── DistillationError         the distiller cannot produce an equation
+    ├── ShrinkError               a network cannot be shrunk as asked (a student short of target)
     ├── BudgetExceeded            a module breaks a budget it promises to keep
     ├── PublishError              MLflow refused or failed a publish step
     ├── ServerUnreachable         the registry server did not answer
@@ -37,6 +38,7 @@ __all__ = [
     "PublishError",
     "RegistryError",
     "ServerUnreachable",
+    "ShrinkError",
     "Unauthorized",
     "UnitError",
     "VersionConflict",
@@ -86,6 +88,10 @@ class DistillationError(RegistryError):
     """The distiller could not produce an equation."""
 
 
+class ShrinkError(RegistryError):
+    """A network cannot be shrunk as asked: its architecture, the settings, a target missed."""
+
+
 class BudgetExceeded(RegistryError):
     """A module exceeds a budget its manifest promises."""
 
@@ -118,6 +124,7 @@ WIRE: tuple[tuple[type[RegistryError], int, str], ...] = (
     (BudgetExceeded, 422, "budget_exceeded"),
     (Unauthorized, 401, "unauthorized"),
     (DistillationError, 400, "distillation_error"),
+    (ShrinkError, 400, "shrink_error"),
     (PublishError, 400, "publish_error"),
     (RegistryError, 400, "registry_error"),
 )

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
     from registry.store.base import Resolved
 
-__all__ = ["EVALUATION_BATCH", "compute_metrics", "evaluate", "sample_inputs"]
+__all__ = ["EVALUATION_BATCH", "compute_metrics", "evaluate", "read_evaluation_data",
+           "sample_inputs"]
 
 EVALUATION_BATCH = 8192  # rows per forward pass: 128 MiB of float32 at the widest layer
 
@@ -86,7 +87,7 @@ def evaluate(resolved: Resolved, *, module: torch.nn.Module,
                             "accuracy can be measured")
     outputs = list(manifest.outputs)
     if evaluation.data is not None:
-        x, truth = _read_data(resolved, evaluation.data.path, evaluation.data.sha256)
+        x, truth = read_evaluation_data(resolved, evaluation.data.path, evaluation.data.sha256)
     else:
         assert evaluation.reference is not None
         x = sample_inputs(manifest, evaluation.sample or Sample(), where=where)
@@ -101,7 +102,9 @@ def evaluate(resolved: Resolved, *, module: torch.nn.Module,
     return compute_metrics(predicted, truth.reshape(len(x), len(outputs)))
 
 
-def _read_data(resolved: Resolved, path: str, sha256: str) -> tuple[np.ndarray, np.ndarray]:
+def read_evaluation_data(resolved: Resolved, path: str,
+                         sha256: str) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation data's inputs and outputs `(x, y)` in port order (sha256 verified)."""
     manifest = resolved.manifest
     data = verify(resolved.read(path), sha256, where=resolved.where(path),
                   field="evaluation.data")

@@ -1,7 +1,8 @@
 """Lineage: where a module came from, down to the node of a composite.
 
 The tree follows the provenance every manifest records: `distilled_from` (a
-module version, or a part of one: `baseball-flight@1.0.2#residual`) and
+module version, or a part of one: `baseball-flight@1.0.2#residual`),
+`derived_from` (the teacher a shrunk variant was made from, with the method) and
 `parents` (the exact versions a composite wires in), recursively. A distilled
 part shows the node it was recorded from, then the composite that holds it,
 then that composite's parents and their teachers.
@@ -79,6 +80,15 @@ def _node(resolve: Callable[[str], Resolved], ref: str, relation: str, seen: fro
         if part is not None and recorded is not None:
             child.detail = (f"{recorded.rows} rows recorded in {recorded.calls} calls, "
                             f"sha256 {recorded.sha256[:12]}…")
+        node.children.append(child)
+    derived = manifest.provenance.derived_from
+    if derived:
+        child = _node(resolve, derived, "derived from", seen, depth + 1)
+        how = manifest.provenance.derivation
+        if how is not None:
+            settings = ", ".join(f"{k} {v}" for k, v in how.settings.items())
+            child.detail = f"{how.method}: {settings}" + (f", {how.steps} steps"
+                                                          if how.steps else "")
         node.children.append(child)
     for parent in manifest.provenance.parents:
         node.children.append(_node(resolve, parent, "parent", seen, depth + 1))

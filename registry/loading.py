@@ -48,7 +48,8 @@ def build_module(resolved: Resolved) -> PortModule:
     if manifest.kind == "network":
         assert manifest.network is not None
         network = NetworkModule(manifest.network.arch, manifest.network.config, inputs=inputs,
-                                outputs=outputs, where=f"{source}: network")
+                                outputs=outputs, where=f"{source}: network",
+                                precision=manifest.network.precision)
         weights = manifest.network.weights
         load_weights(network, resolved.read(weights.path), sha256=weights.sha256,
                      where=resolved.where(weights.path))
@@ -61,8 +62,10 @@ def build_module(resolved: Resolved) -> PortModule:
 class Loader:
     """Builds, composes and evaluates modules, resolving references with `resolve`."""
 
-    def __init__(self, resolve: Callable[[str], Resolved]) -> None:
+    def __init__(self, resolve: Callable[[str], Resolved], *,
+                 choose: Callable[[str], str] | None = None) -> None:
         self.resolve = resolve
+        self.choose = choose  # `best(drag, max_nrmse=0.01)` -> the exact reference it picks
 
     def load(self, ref: str) -> PortModule:
         """The torch module `ref` resolves to, with verified weights."""
@@ -98,6 +101,13 @@ class Loader:
         found: dict[str, Resolved] = {}
 
         def planned(ref: str) -> tuple[object, str]:
+            from registry.alternatives import is_best
+
+            if is_best(ref):
+                if self.choose is None:
+                    raise CompositionError(f"{ref}: this store cannot list alternatives; "
+                                           "pin an exact version")
+                ref = self.choose(ref)
             resolved = self.resolve(ref)
             found[resolved.exact] = resolved
             return resolved.manifest, resolved.exact

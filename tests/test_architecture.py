@@ -38,6 +38,7 @@ PUBLIC_API = [
     "Registry",
     "RegistryError",
     "ServerUnreachable",
+    "ShrinkError",
     "Unauthorized",
     "UnitError",
     "VersionConflict",

@@ -88,7 +88,8 @@ def main() -> None:
 
 # The commands register themselves on `app` when their modules are imported, in the
 # order `registry --help` lists them.
-COMMAND_MODULES = ("read_commands", "write_commands", "model_commands", "ci_commands")
+COMMAND_MODULES = ("read_commands", "write_commands", "model_commands", "variant_commands",
+                   "ci_commands")
 
 
 def _import_commands() -> None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from registry.core.manifest import Manifest
 
-__all__ = ["SwapReport", "check_swap", "replace_nodes"]
+__all__ = ["SwapReport", "check_swap", "register_swapped", "replace_nodes", "swap_registered"]
 
 
 def replace_nodes(spec: ComposeSpec, replacements: Mapping[str, str]) -> ComposeSpec:
@@ -143,7 +143,8 @@ def swap_registered(loader: Any, resolved: Any, replacements: Mapping[str, str],
                     ood: Any = None) -> tuple[torch.nn.Module, SwapReport]:
     """Swap nodes of the registered composite `resolved` and check it on its evaluation data
     (and `ood`, an `.npz` path); returns the swapped network (the other nodes' trained
-    weights kept) and the report."""
+    weights kept) and the report, or raises `BudgetExceeded` (with both errors) when the swap
+    loses more accuracy than the composite's budget allows."""
     import numpy as np
 
     from registry.composition.spec import read_spec
@@ -178,4 +179,28 @@ def swap_registered(loader: Any, resolved: Any, replacements: Mapping[str, str],
     x, y = arrays(resolved.read(evaluation.data.path), resolved.where(evaluation.data.path))
     out_of = arrays(ood.read_bytes(), str(ood)) if ood is not None else None
     report = check_swap(before, after, manifest, x, y, replaced=replacements, ood=out_of)
+    if not report.accepted:
+        from registry.errors import BudgetExceeded
+
+        swapped = ", ".join(f"{n}={r}" for n, r in replacements.items())
+        raise BudgetExceeded(f"{resolved.exact}: the swap {swapped} is refused: {report.reason}")
     return after, report
+
+
+def register_swapped(resolved: Any, net: Any, replacements: Mapping[str, str], *, name: str,
+                     register_composite: Any) -> str:
+    """Register the swapped network as `name`'s next minor version (its evaluation data kept
+    from the composite it was swapped in); returns the tag."""
+    import tempfile
+    from pathlib import Path
+
+    manifest = resolved.manifest
+    assert manifest.evaluation is not None and manifest.evaluation.data is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "evaluation.npz"
+        data.write_bytes(resolved.read(manifest.evaluation.data.path))
+        result = register_composite(
+            net, name=name, evaluation_data=data, bump="minor",
+            summary=f"{manifest.summary} (nodes {', '.join(replacements)} swapped for "
+                    f"{', '.join(replacements.values())})")
+    return str(result.tag)

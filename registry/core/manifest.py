@@ -18,8 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -28,17 +26,31 @@ from pydantic import (
 
 from registry.core.integrity import sha256_bytes, sha256_file
 from registry.core.limits import check_evaluation_points, check_network, check_ports
+from registry.core.manifest_cost import (
+    Calibration,
+    Cost,
+    Measured,
+    Modeled,
+    TrainingCost,
+)
+from registry.core.manifest_cost import (
+    Strict as _Strict,
+)
 
 __all__ = [
     "MANIFEST_FILE",
     "Budget",
+    "Calibration",
     "Constant",
     "Cost",
     "Evaluation",
     "Manifest",
+    "Measured",
+    "Modeled",
     "Network",
     "Port",
     "Provenance",
+    "TrainingCost",
     "dump_manifest",
     "format_validation_error",
     "load_manifest",
@@ -81,10 +93,6 @@ PATTERN_HINTS = {  # what to suggest when a pattern does not match
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
-
-
 class Port(_Strict):
     """A named input or output: its unit and, for inputs, the range it is valid on."""
 
@@ -117,6 +125,9 @@ class Network(_Strict):
     arch: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")]
     config: dict[str, Any] = Field(default_factory=dict)
     weights: FileRef
+    # the number format the weights are stored and run in (`registry shrink` writes the others);
+    # int8: linear layers dynamically quantized, as torch.ao.quantization does
+    precision: Literal["float32", "float16", "bfloat16", "int8"] = "float32"
 
 
 class Composition(_Strict):
@@ -153,64 +164,6 @@ class Evaluation(_Strict):
         if (self.data is None) == (self.reference is None):
             raise ValueError("give exactly one of `data` (a file with its sha256) or `reference`")
         return self
-
-
-class Measured(_Strict):
-    """A measured (or estimated) figure with how and where it was obtained."""
-
-    value: float
-    batch: int | None = None
-    spread: float | None = None
-    method: str | None = None
-    hardware: str | None = None
-
-
-class Modeled(_Strict):
-    """Modeled energy (`registry.cost.modeled`): exact and machine independent."""
-
-    value: float  # joules per sample (inference) or in all (training)
-    method: Annotated[str, Field(pattern=r"^modeled:[a-z0-9-]+$")]
-    table_version: str
-    batch: int
-    ops_j: float | None = None
-    bytes_j: float | None = None
-    samples: int | None = None  # training: samples seen
-    unpriced: list[str] = Field(default_factory=list)
-
-
-class Calibration(_Strict):
-    """Measured ÷ modeled energy of reference kernels on one machine (`cost --calibrate`)."""
-
-    ratio: float
-    method: str  # how the measured side was measured (measured:rapl, measured:nvml)
-    hardware: str | None = None
-    table: str
-    kernels: dict[str, float] = Field(default_factory=dict)  # kernel -> its own ratio
-
-
-class TrainingCost(_Strict):
-    energy_j: float | None = None
-    energy_modeled: Modeled | None = None
-    co2_kg: float | None = None
-    duration_s: float | None = None
-    cpu_s: float | None = None
-    flops: float | None = None
-    method: str | None = None
-    region: str | None = None
-    intensity_g_per_kwh: float | None = None
-    pue: float | None = None
-
-
-class Cost(_Strict):
-    flops_per_sample: int | None = None
-    flops_per_sample_backward: int | None = None
-    params: int | None = None
-    uncounted_ops: list[str] = Field(default_factory=list)
-    latency_ns_per_sample: Measured | None = None
-    energy_j_per_sample: Measured | None = None
-    energy_modeled_j_per_sample: Modeled | None = None
-    calibration: Calibration | None = None
-    training: TrainingCost | None = None
 
 
 class TradeOff(_Strict):
@@ -261,10 +214,22 @@ class Recorded(_Strict):
     calls: Annotated[int, Field(ge=1)]
 
 
+class Derivation(_Strict):
+    """How a variant was made from its teacher (`registry shrink`)."""
+
+    method: Literal["prune", "quantize", "dtype", "student"]
+    settings: dict[str, Any] = Field(default_factory=dict)
+    steps: int | None = None  # optimiser steps of fine-tuning or student training
+    vs_teacher: dict[str, float] = Field(default_factory=dict)  # metrics against the teacher
+
+
 class Provenance(_Strict):
-    source: Literal["hand-written", "trained", "distilled", "composed"] = "hand-written"
+    source: Literal["hand-written", "trained", "distilled", "composed",
+                    "derived"] = "hand-written"
     git: GitInfo | None = None
     distilled_from: str | None = None  # a module version, or a part of one (`name@1.0.2#node`)
+    derived_from: str | None = None  # a variant: the exact teacher version it was shrunk from
+    derivation: Derivation | None = None
     recorded: Recorded | None = None  # a part: what was recorded to distil it
     parents: list[str] = Field(default_factory=list)
     mlflow: MlflowRun | None = None

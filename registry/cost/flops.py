@@ -18,6 +18,8 @@ Weights (FLOPs per output element):
     comparisons, logical ops, where, sign, clamp     1
     backward: tanh_backward 3, sigmoid_backward 3, threshold_backward 1
     matmul (m×k)(k×n)                                2·m·k·n, + m·n for addmm's bias
+    int8 linear (quantized.linear_dynamic)           the same as addmm: integer
+        multiply-adds are counted as FLOPs (the operations executed, in another format)
     sum any all argmax amax amin                     one op per reduced element
 
 Example:
@@ -107,10 +109,14 @@ def count_module_flops(module: torch.nn.Module, example: torch.Tensor, *,
                                              extrapolate=extrapolate)
     total = None
     if backward:
-        both, _, more = _run_counted(lambda: _forward_backward(module, example),
-                                     extrapolate=extrapolate)
-        uncounted |= more
-        total = _per_sample(both, batch)
+        try:
+            both, _, more = _run_counted(lambda: _forward_backward(module, example),
+                                         extrapolate=extrapolate)
+        except _NoGradient:
+            pass
+        else:
+            uncounted |= more
+            total = _per_sample(both, batch)
     return FlopCount(_per_sample(forward, batch),
                      total,
                      {k: _per_sample(v, batch) for k, v in sorted(by_op.items())},
@@ -129,7 +135,15 @@ def _forward_backward(module: torch.nn.Module, x: torch.Tensor) -> None:
 
     x = x.detach().clone().requires_grad_(True)
     out = module(x)
+    if not out.requires_grad:
+        raise _NoGradient
     out.backward(torch.ones_like(out))
+    if x.grad is None:  # e.g. int8 layers: torch has no gradient through them
+        raise _NoGradient
+
+
+class _NoGradient(Exception):
+    """The module's output carries no gradient: no forward+backward count."""
 
 
 def _per_sample(total: int, batch: int) -> int:
@@ -198,6 +212,13 @@ def _elementwise_formulas() -> dict[Any, Callable[..., int]]:
         if hasattr(aten, name)
     }
     formulas[aten.addmm] = addmm
+
+    def linear_dynamic(x: Any, packed: Any, *args: Any, out_shape: Any = None, **kw: Any) -> int:
+        rows, k, n = math.prod(x[:-1]), x[-1], out_shape[-1]
+        return 2 * rows * k * n + rows * n
+
+    if hasattr(torch.ops, "quantized") and hasattr(torch.ops.quantized, "linear_dynamic"):
+        formulas[torch.ops.quantized.linear_dynamic] = linear_dynamic
     for name in ("sum", "any", "all", "argmax", "amax", "amin"):
         formulas[getattr(aten, name)] = reduction
     return formulas

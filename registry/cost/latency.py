@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Latency", "describe_hardware", "measure_latency", "time_calls"]
+__all__ = ["Latency", "describe_hardware", "measure_latency", "side_by_side", "time_calls"]
 
 MIN_WINDOW_S = 0.2
 
@@ -76,3 +76,15 @@ def measure_latency(module: Callable[[Any], Any], x: Any, *,
     batch = len(x)
     return Latency(ns_per_sample=median / batch * 1e9, spread=(q3 - q1) / median if median else 0.0,
                    batch=batch, calls=len(times), hardware=describe_hardware())
+
+
+def side_by_side(modules: dict[str, Callable[[Any], Any]], x: Any, *, rounds: int = 3,
+                 min_window_s: float = MIN_WINDOW_S) -> dict[str, Latency]:
+    """Each module's latency on `x`, measured in `rounds` interleaved turns (the machine's
+    load falls on all alike); the median turn of each, by ns per sample."""
+    turns: dict[str, list[Latency]] = {name: [] for name in modules}
+    for _ in range(max(rounds, 1)):
+        for name, module in modules.items():
+            turns[name].append(measure_latency(module, x, min_window_s=min_window_s))
+    return {name: sorted(found, key=lambda lat: lat.ns_per_sample)[len(found) // 2]
+            for name, found in turns.items()}

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from registry.core.manifest import Cost, Manifest
+    from registry.nn.weights import WeightStats
 
 __all__ = ["ModuleCost", "count_flops", "measure_cost", "model_module_energy", "to_modeled"]
 
@@ -44,6 +45,13 @@ class ModuleCost:
     energy_hardware: str
     modeled: ModeledEnergy | None = None
     calibration: Any = None  # this machine's saved `Calibration`, if one was made here
+    weights: WeightStats | None = None
+
+    @property
+    def nonzero_flops(self) -> int:
+        """FLOPs per sample without the multiply-adds by zero weights a dense kernel runs."""
+        zero = self.weights.zero_macs if self.weights else 0
+        return self.flops.forward - 2 * zero
 
     def to_cost(self, previous: Cost | None = None) -> Cost:
         """The manifest's `cost` section (keeping a recorded `training` cost)."""
@@ -53,6 +61,11 @@ class ModuleCost:
             flops_per_sample=self.flops.forward,
             flops_per_sample_backward=self.flops.forward_backward,
             params=self.params,
+            nonzero_params=(self.weights.nonzero if self.weights and self.weights.zero_macs
+                            else None),
+            nonzero_flops_per_sample=(self.nonzero_flops if self.weights and
+                                      self.weights.zero_macs else None),
+            weight_bytes=self.weights.bytes if self.weights and self.weights.params else None,
             uncounted_ops=list(self.flops.uncounted_ops),
             latency_ns_per_sample=Measured(**_rounded(self.latency.to_dict())),
             energy_j_per_sample=Measured(value=float(f"{self.energy_j_per_sample:.4g}"),
@@ -64,7 +77,11 @@ class ModuleCost:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        stats = self.weights
         return {"flops": self.flops.to_dict(), "params": self.params,
+                "nonzero_params": stats.nonzero if stats else None,
+                "nonzero_flops_per_sample": self.nonzero_flops,
+                "weight_bytes": stats.bytes if stats else None,
                 "latency_ns_per_sample": _rounded(self.latency.to_dict()),
                 "energy_j_per_sample": {"value": self.energy_j_per_sample,
                                         "method": self.energy_method,
@@ -82,19 +99,21 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *, batch: int = LA
     from registry.cost.calibration import saved_calibration
     from registry.cost.energy import track_energy
     from registry.evaluation import sample_inputs
+    from registry.nn.weights import weight_stats
 
     x = torch.as_tensor(sample_inputs(manifest, Sample(n=max(batch, FLOP_BATCH), seed=0),
                                       where=manifest.ref), dtype=torch.float32)
     flops = count_flops(module, manifest, x[:FLOP_BATCH])
-    params = sum(p.numel() for p in module.parameters())
+    stats = weight_stats(module)
     latency = measure_latency(module, x[:batch])
     with torch.no_grad(), track_energy() as tracker:
         calls = len(time_calls(lambda: module(x[:batch]), warmup=0))
     report = tracker.report
     assert report is not None
-    return ModuleCost(flops, params, latency, report.energy_j / (calls * batch), report.method,
-                      report.hardware, model_module_energy(module, manifest, table=table),
-                      saved_calibration(root, report.hardware))
+    return ModuleCost(flops, stats.params, latency, report.energy_j / (calls * batch),
+                      report.method, report.hardware,
+                      model_module_energy(module, manifest, table=table),
+                      saved_calibration(root, report.hardware), stats)
 
 
 def model_module_energy(module: torch.nn.Module, manifest: Manifest, *,

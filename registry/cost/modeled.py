@@ -15,8 +15,10 @@ Arithmetic is split into additions and multiplications per output element
 matmul (m×k)(k×n) is m·k·n multiplies and m·k·n adds; `exp` (8 FLOPs) is 4
 adds and 4 multiplies. Division is priced as a multiply (the table has no
 divider; labelled). Views move nothing and cost nothing; copies move bytes.
-Ops or dtypes the table cannot price are listed in `unpriced`, never 0
-silently.
+An int8 linear layer (`quantized.linear_dynamic`) is priced as its kernel
+works: int8 multiplies accumulated in int32, the activations quantized and the
+outputs rescaled in float32, the int8 weights read. Ops or dtypes the table
+cannot price are listed in `unpriced`, never 0 silently.
 
 Tables (`TABLES`, selectable by name — `REGISTRY_ENERGY_TABLE`, `registry cost
 --table` — and recorded as `modeled:<name>` with the table's version; more
@@ -319,10 +321,14 @@ def _record(body: Callable[[], None], table: EnergyTable, *,
             inputs = [t for t in tree_flatten((args, kwargs or {}))[0]
                       if isinstance(t, torch.Tensor)]
             outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            if name == "linear_dynamic":  # int8 weights packed for their kernel
+                weights, int8_ops = _int8_linear(args[1], inputs[0], outputs[0])
+                inputs.extend(weights)
+                ops.update(int8_ops)
             working = sum(map(_nbytes, inputs)) + sum(map(_nbytes, outputs))
             if working:
                 moved[table.level_for(working).name] += working
-            if name in _MOVES:
+            if name in _MOVES or name == "linear_dynamic":
                 return out
             dtype = str((inputs or outputs)[0].dtype).removeprefix("torch.") if (
                 inputs or outputs) else "float32"
@@ -358,6 +364,19 @@ def _record(body: Callable[[], None], table: EnergyTable, *,
         else:
             moved[key[1]] += value
     return ops, moved, unpriced
+
+
+def _int8_linear(packed: Any, x: Any, out: Any) -> tuple[list[Any], Counter[tuple[str, str]]]:
+    """A dynamically quantized linear layer, (m×k) by int8 (k×n): the activations quantized
+    (one float32 multiply each), m·k·n int8 multiplies accumulated in int32, each output
+    rescaled and biased in float32. Returns the weight tensors read and those operations."""
+    weight, bias = packed.unpack()
+    m, k, n = x.numel() // x.shape[-1], x.shape[-1], out.shape[-1]
+    priced: Counter[tuple[str, str]] = Counter({
+        ("mul", "int8"): m * k * n, ("add", "int32"): m * k * n,
+        ("mul", "float32"): m * k + m * n, ("add", "float32"): m * n if bias is not None else 0})
+    read = [weight.int_repr(), *([bias] if bias is not None else [])]
+    return read, priced
 
 
 def _arithmetic(name: str, inputs: list[Any], outputs: list[Any]) -> tuple[int, int] | None:

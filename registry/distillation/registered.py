@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from registry.cost.measure import ModuleCost
     from registry.distillation import DistillResult
     from registry.distillation.recording import Recording
+    from registry.loading import Loader
     from registry.nn.ports import PortModule
     from registry.store.base import Resolved
 
-__all__ = ["DistillReport", "distill_part", "distill_registered"]
+__all__ = ["DistillReport", "distill_part", "distill_reference", "distill_registered"]
 
 
 @dataclass(frozen=True)
@@ -223,3 +224,29 @@ def record_registered_node(resolved: Resolved, net: Any, node: str,
 
     return record_node(net, node, tensor(x_rows), states=tensor(state_rows),
                        part=f"{resolved.exact}#{node}")
+
+
+def distill_reference(loader: Loader, resolved: Resolved, *, root: Path, commit: str | None,
+                      budget_s: float, name: str | None, out: Path | None,
+                      tolerance: float | None, node: str | None,
+                      data: list[Path] | None) -> DistillReport:
+    """`Registry.distill`: the module `resolved`, or with `node` that node of a composite,
+    recorded over `data` (else its evaluation data) into `<out or modules>/<name or
+    composite-node>/` (tolerance default 1e-2)."""
+    if node is None:
+        return distill_registered(resolved, loader.build(resolved), root=root, commit=commit,
+                                  budget_s=budget_s, name=name, out=out, tolerance=tolerance)
+    if resolved.manifest.kind != "composite":
+        from registry.errors import DistillationError
+
+        raise DistillationError(f"--node {node}: {resolved.exact} is a "
+                                f"{resolved.manifest.kind}; nodes belong to composites")
+    from registry.store.base import MODULES_DIR
+
+    net = loader.build(resolved)
+    recording = record_registered_node(resolved, net, node, data)
+    return distill_part(recording, net.get_submodule(f"nodes.{node}"),  # type: ignore[arg-type]
+                        distilled_from=recording.part, root=root, commit=commit,
+                        out=out or root / MODULES_DIR, budget_s=budget_s,
+                        name=name or f"{resolved.manifest.name}-{node}",
+                        tolerance=1e-2 if tolerance is None else tolerance)

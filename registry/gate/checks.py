@@ -284,11 +284,12 @@ def _compute(loader: Loader, resolved: Resolved,
              measured: dict[str, Any]) -> Iterator[CheckResult]:
     """Count FLOPs and parameters afresh (exact); nothing reported here on its own."""
     from registry.cost.measure import count_flops, model_module_energy
+    from registry.nn.weights import weight_stats
 
     manifest = resolved.manifest
     module = loader.build(resolved)
     measured["flops"] = count_flops(module, manifest, backward=False).forward
-    measured["params"] = sum(p.numel() for p in module.parameters())
+    measured["params"] = weight_stats(module).params
     recorded = manifest.cost.flops_per_sample
     if recorded is not None and recorded != measured["flops"]:
         yield CheckResult("cost:flops_per_sample", "fail", value=str(measured["flops"]),

@@ -23,7 +23,8 @@ from registry.core.limits import DEFAULT_HIDDEN, MAX_HIDDEN_WIDTH, check_network
 from registry.errors import ManifestError
 from registry.nn.ports import PortModule
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "NetworkModule", "register_architecture"]
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "PRECISIONS", "NetworkModule", "quantize_linear_layers",
+           "register_architecture"]
 
 Builder = Callable[..., nn.Module]
 ARCHITECTURES: dict[str, Builder] = {}
@@ -36,6 +37,23 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "softplus": nn.Softplus,
 }
+
+
+# the number formats a network may be stored and run in (the manifest's `network.precision`)
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
+_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def quantize_linear_layers(net: nn.Module) -> nn.Module:
+    """`net` with its `nn.Linear` layers dynamically quantized to int8 in place (weights
+    per output channel, activations per call), as `torch.ao.quantization` does."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(net, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
 def register_architecture(name: str) -> Callable[[Builder], Builder]:
@@ -85,6 +103,7 @@ class NetworkModule(PortModule):
         inputs: list[str],
         outputs: list[str],
         where: str = "network",
+        precision: str = "float32",
     ) -> None:
         super().__init__(inputs, outputs)
         if arch not in ARCHITECTURES:
@@ -96,6 +115,15 @@ class NetworkModule(PortModule):
             self.net = ARCHITECTURES[arch](len(inputs), len(outputs), **self.config)
         except (TypeError, ValueError) as exc:
             raise ManifestError(f"{where}.config: {exc}; fix the config of `{arch}`") from None
+        if precision not in PRECISIONS:
+            raise ManifestError(f"{where}.precision: {precision!r} is not one of {PRECISIONS}")
+        self.precision = precision
+        self.compute_dtype = _FLOAT_DTYPES.get(precision, torch.float32)
+        if precision == "int8":
+            self.net.eval()  # safe: nn.Module.eval switches off training mode
+            quantize_linear_layers(self.net)
+        elif precision != "float32":
+            self.net.to(self.compute_dtype)
         self.register_buffer("in_shift", torch.zeros(len(inputs)))
         self.register_buffer("in_scale", torch.ones(len(inputs)))
         self.register_buffer("out_shift", torch.zeros(len(outputs)))
@@ -110,4 +138,8 @@ class NetworkModule(PortModule):
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.in_shift) / self.in_scale
+        if self.compute_dtype is not torch.float32:  # float16 / bfloat16 weights
+            return self.net(z.to(self.compute_dtype)).to(z.dtype) * self.out_scale + self.out_shift
+        if self.precision == "int8" and z.dtype is not torch.float32:
+            return self.net(z.float()).to(z.dtype) * self.out_scale + self.out_shift
         return self.net(z) * self.out_scale + self.out_shift

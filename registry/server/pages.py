@@ -5,7 +5,9 @@
                                       and ?kind=; works without JavaScript
     GET /modules/{name}               a module's card; ?version=1.0.0 (or ^1, workspace),
                                       with its lineage tree (`Registry.lineage`) as nested
-                                      lists: teachers down to a composite's node, parents
+                                      lists: teachers down to a composite's node, parents;
+                                      its alternatives (`Registry.alternatives`) with inline
+                                      SVG plots of nRMSE against FLOPs and energy
     GET /modules/{name}/pareto.png    a distilled module's Pareto plot (same ?version=)
     GET /leaderboard                  latest versions ranked by FLOPs and by energy per sample
     GET /static/style.css             the one style sheet (no CDN, no fonts, no scripts)
@@ -144,8 +146,25 @@ def module_page(request: Request, name: str, version: str | None = None) -> HTML
                                   if manifest.evaluation and manifest.evaluation.reference
                                   else None),
         "lineage": reg.lineage(resolved.exact),
+        "derived_from": _link(manifest.provenance.derived_from),
+        **_alternatives(reg, resolved),
     }
     return _page(request, "module.html", **context)
+
+
+def _alternatives(reg: Registry, resolved: Resolved) -> dict[str, Any]:
+    """The module's alternatives (same interface) and their Pareto plots, if it has any."""
+    from registry.server.plots import pareto_svg
+
+    try:
+        found = reg.alternatives(resolved.exact) if resolved.commit else []
+    except RegistryError:
+        found = []
+    if len(found) < 2:
+        return {"alternatives": [], "pareto_plots": []}
+    plots = [pareto_svg(found, by=by, current=resolved.exact) for by in ("flops", "energy")]
+    return {"alternatives": [(a, _link(a.ref)) for a in found],
+            "pareto_plots": [plot for plot in plots if plot is not None]}
 
 
 def pareto_image(request: Request, name: str, version: str | None = None) -> Response:
