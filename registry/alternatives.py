@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import BudgetExceeded, CompositionError, RegistryError
+from registry.errors import BudgetExceeded, ManifestError, RegistryError
 
 if TYPE_CHECKING:
     from registry.core.manifest import Manifest
@@ -178,26 +178,26 @@ def is_best(ref: str) -> bool:
 
 def parse_best(text: str) -> tuple[str, float, str]:
     """`best(NAME, max_nrmse=X[, by=flops|energy|latency])` -> (name, max_nrmse, by): parsed
-    with a pattern, never evaluated."""
+    with a pattern, never evaluated. The composer names the spec's field when this refuses."""
     match = _BEST.match(text.strip())
     if match is None:
-        raise CompositionError(f"{text!r}: write `best(NAME, max_nrmse=X)` or `best(NAME, "
+        raise ManifestError(f"{text!r}: write `best(NAME, max_nrmse=X)` or `best(NAME, "
                                "max_nrmse=X, by=flops|energy|latency)`")
     options = dict(part.split("=", 1) for part in re.split(r"\s*,\s*", match[2].strip(" ,"))
                    if part)
     options = {k.strip(): v.strip() for k, v in options.items()}
     unknown = sorted(set(options) - {"max_nrmse", "by"})
     if unknown or "max_nrmse" not in options:
-        raise CompositionError(f"{text!r}: `best` takes max_nrmse= (required) and by= "
+        raise ManifestError(f"{text!r}: `best` takes max_nrmse= (required) and by= "
                                f"(got {', '.join(options) or 'nothing'})")
     try:
         budget = float(options["max_nrmse"])
     except ValueError:
-        raise CompositionError(f"{text!r}: max_nrmse must be a number, got "
+        raise ManifestError(f"{text!r}: max_nrmse must be a number, got "
                                f"{options['max_nrmse']!r}") from None
     by = options.get("by", "flops")
     if by not in BY:
-        raise CompositionError(f"{text!r}: by must be one of {', '.join(BY)}, got {by!r}")
+        raise ManifestError(f"{text!r}: by must be one of {', '.join(BY)}, got {by!r}")
     return match[1], budget, by
 
 

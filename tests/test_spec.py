@@ -144,8 +144,8 @@ _TOP_KEYS = ("budget, composition, constants, cost, equation, evaluation, inputs
         pytest.param(
             _edit("  source: hand", "  sorce: hand"),
             f"{SOURCE}: provenance.sorce: Extra inputs are not permitted; remove it or fix its "
-            "spelling (allowed keys: created, data, distilled_from, git, mlflow, parents, "
-            "recorded, source)",
+            "spelling (allowed keys: created, data, derivation, derived_from, distilled_from, "
+            "git, mlflow, parents, recorded, source)",
             id="unknown-provenance-key",
         ),
         pytest.param(

@@ -15,10 +15,9 @@ Arithmetic is split into additions and multiplications per output element
 matmul (m×k)(k×n) is m·k·n multiplies and m·k·n adds; `exp` (8 FLOPs) is 4
 adds and 4 multiplies. Division is priced as a multiply (the table has no
 divider; labelled). Views move nothing and cost nothing; copies move bytes.
-An int8 linear layer (`quantized.linear_dynamic`) is priced as its kernel
-works: int8 multiplies accumulated in int32, the activations quantized and the
-outputs rescaled in float32, the int8 weights read. Ops or dtypes the table
-cannot price are listed in `unpriced`, never 0 silently.
+An int8 linear layer (`quantized.linear_dynamic`) is priced as its kernel works
+(`_int8_linear`). Ops or dtypes the table cannot price are listed in
+`unpriced`, never 0 silently.
 
 Tables (`TABLES`, selectable by name — `REGISTRY_ENERGY_TABLE`, `registry cost
 --table` — and recorded as `modeled:<name>` with the table's version; more
@@ -49,6 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.cost.op_arithmetic import OP_SPLIT
+from registry.cost.op_arithmetic import arithmetic as _arithmetic
+from registry.cost.op_arithmetic import int8_linear as _int8_linear
+from registry.cost.op_arithmetic import nbytes as _nbytes
+
 if TYPE_CHECKING:
     import torch
 
@@ -59,21 +63,6 @@ __all__ = ["DEFAULT_TABLE", "MODELED_BATCH", "OP_SPLIT", "TABLES", "TABLE_ENV", 
 MODELED_BATCH = 1024
 DEFAULT_TABLE = "horowitz-45nm"
 
-# per output element: (additions, multiplications); the sum is the op's FLOP weight
-OP_SPLIT: dict[str, tuple[int, int]] = {
-    "add": (1, 0), "sub": (1, 0), "rsub": (1, 0), "neg": (1, 0), "abs": (1, 0), "relu": (1, 0),
-    "mul": (0, 1), "div": (0, 1), "reciprocal": (0, 1), "square": (0, 1), "cube": (0, 2),
-    "sqrt": (2, 2), "rsqrt": (2, 2),
-    **{f: (4, 4) for f in ("exp", "log", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
-                           "cosh", "tanh")},
-    "pow": (8, 9), "sigmoid": (5, 5), "silu": (5, 6), "gelu": (6, 6), "softplus": (8, 9),
-    **{f: (1, 0) for f in ("eq", "ne", "ge", "gt", "le", "lt", "logical_and", "logical_or",
-                           "logical_not", "bitwise_and", "bitwise_or", "where", "sign", "sgn",
-                           "maximum", "minimum", "clamp", "threshold_backward")},
-    "tanh_backward": (1, 2), "sigmoid_backward": (1, 2),
-}
-_MATMUL = frozenset(["mm", "addmm", "bmm"])
-_REDUCTIONS = frozenset(["sum", "any", "all", "argmax", "amax", "amin"])
 # ops that only reinterpret a tensor: no arithmetic, no bytes
 _VIEWS = frozenset([
     "view", "_unsafe_view", "reshape", "_reshape_alias", "t", "transpose", "permute", "expand",
@@ -364,44 +353,3 @@ def _record(body: Callable[[], None], table: EnergyTable, *,
         else:
             moved[key[1]] += value
     return ops, moved, unpriced
-
-
-def _int8_linear(packed: Any, x: Any, out: Any) -> tuple[list[Any], Counter[tuple[str, str]]]:
-    """A dynamically quantized linear layer, (m×k) by int8 (k×n): the activations quantized
-    (one float32 multiply each), m·k·n int8 multiplies accumulated in int32, each output
-    rescaled and biased in float32. Returns the weight tensors read and those operations."""
-    weight, bias = packed.unpack()
-    m, k, n = x.numel() // x.shape[-1], x.shape[-1], out.shape[-1]
-    priced: Counter[tuple[str, str]] = Counter({
-        ("mul", "int8"): m * k * n, ("add", "int32"): m * k * n,
-        ("mul", "float32"): m * k + m * n, ("add", "float32"): m * n if bias is not None else 0})
-    read = [weight.int_repr(), *([bias] if bias is not None else [])]
-    return read, priced
-
-
-def _arithmetic(name: str, inputs: list[Any], outputs: list[Any]) -> tuple[int, int] | None:
-    """(additions, multiplications) of one op call; None when there is no formula."""
-    if name in _MATMUL:
-        a, b = (inputs[1], inputs[2]) if name == "addmm" else (inputs[0], inputs[1])
-        *lead, m, k = a.shape
-        n = b.shape[-1]
-        products = math.prod(lead) * m * k * n
-        return products + (m * n if name == "addmm" else 0), products
-    if name in _REDUCTIONS:
-        total = inputs[0].numel() - (outputs[0].numel() if outputs else 1)
-        return max(total, 0), 0
-    split = OP_SPLIT.get(name.removesuffix("_"))
-    if split is None:
-        return None
-    elements = outputs[0].numel() if outputs else 0
-    return split[0] * elements, split[1] * elements
-
-
-def _nbytes(tensor: Any) -> int:
-    """Bytes a tensor occupies: its elements, or less when it is a broadcast view."""
-    size = tensor.numel() * tensor.element_size()
-    try:
-        return min(size, tensor.untyped_storage().nbytes())
-    except (RuntimeError, NotImplementedError):  # tensors without storage
-        return size
-
