@@ -6,10 +6,12 @@ inputs) and each port's unit has the same dimension and scale (`N` and `kg*m/s^2
 match, `kN` does not). `drag`, `drag-eq`, `drag-net` and its shrunk variants all
 compute `F` in N from `rho, C_d, A, v`.
 
-Each alternative is shown with its recorded figures: nRMSE on its own evaluation
-(or, `measure=True`, every one re-evaluated on the asked module's evaluation, so all
-are judged on the same ground truth), FLOPs per sample, modeled energy per sample
-(exact, machine independent) and latency at batch 4096 (measured when registered).
+Each alternative is shown with its recorded figures: nRMSE on its own evaluation,
+FLOPs per sample, modeled energy per sample (exact, machine independent) and
+latency at batch 4096 (measured when registered). With `measure`, every one is
+re-evaluated on the asked module's evaluation (all judged on the same ground
+truth) and its FLOPs, modeled energy and weight bytes are counted afresh (a
+module registered before the registry recorded a figure gets it too).
 `select` returns the cheapest by one figure among those within an error budget;
 a compose spec asks for the same with `module: best(drag, max_nrmse=0.01)` (or
 `best(drag, max_nrmse=0.01, by=energy)`), pinned to the exact version at compose time.
@@ -85,24 +87,30 @@ def same_interface(a: Manifest, b: Manifest) -> bool:
     return True
 
 
-def _describe(manifest: Manifest, *, nrmse: float | None, accuracy_on: str) -> Alternative:
+def _describe(manifest: Manifest, *, accuracy_on: str,
+              measured: dict[str, Any] | None = None) -> Alternative:
     cost = manifest.cost
     modeled = cost.energy_modeled_j_per_sample
     latency = cost.latency_ns_per_sample
+    metrics = manifest.evaluation.metrics if manifest.evaluation else {}
+    figures = {"nrmse": metrics.get("nrmse"), "flops": cost.flops_per_sample,
+               "energy_j": modeled.value if modeled else None,
+               "weight_bytes": cost.weight_bytes, **(measured or {})}
     return Alternative(ref=manifest.ref, kind=manifest.kind, source=manifest.provenance.source,
-                       nrmse=nrmse, flops=cost.flops_per_sample,
-                       energy_j=modeled.value if modeled else None,
+                       nrmse=figures["nrmse"], flops=figures["flops"],
+                       energy_j=figures["energy_j"],
                        latency_ns=latency.value if latency else None,
-                       weight_bytes=cost.weight_bytes,
+                       weight_bytes=figures["weight_bytes"],
                        derived_from=manifest.provenance.derived_from, accuracy_on=accuracy_on)
 
 
 def find_alternatives(store: Any, ref: str, *,
-                      evaluate: Callable[[Resolved, Resolved], float] | None = None
+                      measure: Callable[[Resolved, Resolved], dict[str, Any]] | None = None
                       ) -> list[Alternative]:
     """`ref` and the latest version of every registered module with its interface, most
-    accurate first. With `evaluate(asked, candidate) -> nRMSE`, each is re-evaluated on the
-    asked module's evaluation instead of its own recorded metric."""
+    accurate first. With `measure(asked, candidate)`, each one's figures come from it (its
+    nRMSE on the asked module's evaluation, its FLOPs, modeled energy and weight bytes
+    counted afresh) instead of its recorded ones."""
     from registry.core.manifest import Manifest
 
     asked = store.resolve(ref)
@@ -119,15 +127,12 @@ def find_alternatives(store: Any, ref: str, *,
             found[row.name] = manifest
     described = []
     for manifest in found.values():
-        if evaluate is not None:
-            candidate = asked if manifest.ref == asked.manifest.ref else store.resolve(
-                manifest.ref)
-            described.append(_describe(manifest, nrmse=evaluate(asked, candidate),
-                                       accuracy_on=asked.manifest.ref))
-        else:
-            metrics = manifest.evaluation.metrics if manifest.evaluation else {}
-            described.append(_describe(manifest, nrmse=metrics.get("nrmse"),
-                                       accuracy_on=manifest.ref))
+        if measure is None:
+            described.append(_describe(manifest, accuracy_on=manifest.ref))
+            continue
+        candidate = asked if manifest.ref == asked.manifest.ref else store.resolve(manifest.ref)
+        described.append(_describe(manifest, accuracy_on=asked.manifest.ref,
+                                   measured=measure(asked, candidate)))
     front = set(pareto_front(described, by="flops"))
     ranked = [replace(a, pareto=a.ref in front) for a in described]
     return sorted(ranked, key=lambda a: (math.inf if a.nrmse is None else a.nrmse, a.ref))

@@ -166,11 +166,15 @@ class Registry:
 
     def alternatives(self, ref: str, *, measure: bool = False) -> builtins.list[Alternative]:
         """`ref` and the modules with its interface (ports, order, units), most accurate first;
-        `measure` re-evaluates each on `ref`'s evaluation instead of its recorded nRMSE."""
-        def on_asked(asked: Resolved, candidate: Resolved) -> float:
-            return self.loader.evaluate(asked, self.loader.build(candidate))["nrmse"]
+        `measure` re-evaluates each on `ref`'s evaluation and counts its cost afresh."""
+        from registry.cost.measure import alternative_figures
 
-        return find_alternatives(self.store, ref, evaluate=on_asked if measure else None)
+        def measured(asked: Resolved, candidate: Resolved) -> dict[str, Any]:
+            module = self.loader.build(candidate)
+            return alternative_figures(module, candidate.manifest,
+                                       self.loader.evaluate(asked, module)["nrmse"])
+
+        return find_alternatives(self.store, ref, measure=measured if measure else None)
 
     def select(self, ref: str, *, max_nrmse: float, by: str = "flops",
                measure: bool = False) -> Alternative:

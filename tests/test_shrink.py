@@ -340,3 +340,21 @@ def test_shrink_refuses_what_is_not_a_network(variants) -> None:
     _, reg, *_ = variants
     with pytest.raises(ShrinkError, match=r"equation module; shrink takes a network"):
         reg.shrink("drag@1.0.0", quantize="int8")
+
+
+def test_registry_shrink_on_the_command_line_writes_a_variant_folder(variants) -> None:
+    repo, *_ = variants
+    result = CliRunner().invoke(app, ["shrink", "drag-net@1.0.0", "--dtype", "bfloat16",
+                                      "--name", "drag-net-half"],
+                                env={"REGISTRY_ROOT": str(repo)})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"teacher drag-net@1\.0\.0\s+9995\s+9995\s+18180", result.output)
+    assert re.search(r"variant drag-net-half\s+9995\s+9995\s+9090", result.output)
+    written = yaml.safe_load((repo / "modules" / "drag-net-half" / "module.yaml").read_text())
+    assert written["network"]["precision"] == "bfloat16"
+    assert written["provenance"]["derivation"]["method"] == "dtype"
+    assert (repo / "modules" / "drag-net-half" / "test.npz").is_file()
+    refused = CliRunner().invoke(app, ["shrink", "drag-net@1.0.0", "--student", "8"],
+                                 env={"REGISTRY_ROOT": str(repo)})
+    assert isinstance(refused.exception, ShrinkError)
+    assert "--target-nrmse" in str(refused.exception)

@@ -99,8 +99,8 @@ _HEADER = ["MODULE", "KIND", "NRMSE", "FLOPS", "MODELED J/SAMPLE", "NS/SAMPLE", 
 def alternatives(
     ref: Annotated[str, typer.Argument(help="A module, e.g. drag.")],
     measure: Annotated[bool, typer.Option(help="Re-evaluate every alternative on REF's "
-                                          "evaluation (else: each one's recorded nRMSE).")]
-    = False,
+                                          "evaluation and count its cost afresh (else: the "
+                                          "recorded figures).")] = False,
     remote: RemoteOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -110,7 +110,7 @@ def alternatives(
         _print_json([a.to_dict() for a in found])
         return
     _table(_alternative_rows(found), _HEADER)
-    on = "REF's evaluation" if measure else "each module's own evaluation"
+    on = f"{ref}'s evaluation" if measure else "each module's own evaluation"
     typer.echo(f"\nnRMSE on {on}; * on the Pareto front of nRMSE against FLOPs; energy modeled "
                "(exact), latency measured at registration")
 

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from registry.core.manifest import Cost, Manifest
     from registry.nn.weights import WeightStats
 
-__all__ = ["ModuleCost", "count_flops", "measure_cost", "model_module_energy", "to_modeled"]
+__all__ = ["ModuleCost", "alternative_figures", "count_flops", "measure_cost",
+           "model_module_energy", "to_modeled"]
 
 LATENCY_BATCH = 4096
 FLOP_BATCH = 16
@@ -114,6 +115,18 @@ def measure_cost(module: torch.nn.Module, manifest: Manifest, *, batch: int = LA
                       report.method, report.hardware,
                       model_module_energy(module, manifest, table=table),
                       saved_calibration(root, report.hardware), stats)
+
+
+def alternative_figures(module: torch.nn.Module, manifest: Manifest,
+                        nrmse: float) -> dict[str, Any]:
+    """What `registry alternatives --measure` compares, counted afresh (exact figures only:
+    FLOPs, modeled energy, weight bytes) beside `nrmse` measured by the caller."""
+    from registry.nn.weights import weight_stats
+
+    stats = weight_stats(module)
+    return {"nrmse": nrmse, "flops": count_flops(module, manifest, backward=False).forward,
+            "energy_j": model_module_energy(module, manifest).j_per_sample,
+            "weight_bytes": stats.bytes if stats.params else None}
 
 
 def model_module_energy(module: torch.nn.Module, manifest: Manifest, *,
