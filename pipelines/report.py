@@ -151,6 +151,9 @@ def main() -> None:
                 learned["learned_drag_equation"]
             summary["network_distillation"]["learned_drag"] = {
                 k: learned.get(k) for k in ("compared_with_drag", "meteorites")}
+    shrunk = _load(REPORTS / "shrink-drag-net.json")
+    if shrunk:
+        summary["shrink"] = {"targets": shrunk.get("targets"), "select": shrunk.get("select")}
     (REPORTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     energy = energy_rows(baseball, drag_net, distilled_training)
     (REPORTS / "energy.csv").write_text("stage,energy_j,cpu_s,method\n" + "".join(
@@ -184,6 +187,15 @@ def main() -> None:
                       f"({t['scratch'] / t['composite']:.0f}×)"]
     if "network_distillation" in summary:
         lines += network_lines(summary["network_distillation"])
+    if shrunk:
+        lines += ["", f"drag-net shrunk ({shrunk['accuracy_on']}'s evaluation, latency at batch "
+                      f"{shrunk['latency_batch']} side by side):"]
+        lines += [f"  {r['module']:<28}{r['method']:<10} nRMSE {_num(r['nrmse'], '.3g'):>9}  "
+                  f"FLOPs {r['flops_per_sample']:>6}  {r['latency_speedup_vs_teacher']:>6.2f}× "
+                  "the teacher's speed" for r in shrunk["rows"] if r["derived_from"]]
+        picked = (shrunk.get("select") or {}).get("flops<= nrmse 0.01", {})
+        if picked.get("module"):
+            lines += [f"  registry select drag --max-nrmse 0.01 --by flops → {picked['module']}"]
     if any(m["energy_modeled_j_per_sample"] is None for m in mods):
         lines += ["", "modeled J – : registered before modeled energy was recorded; "
                       "`registry cost REF` models it"]
