@@ -70,6 +70,31 @@ def test_a_large_file_is_kept_by_dvc_not_git(dvc_repo: Path,
         registry.open(clone).load("drag-net@1.0.0")
 
 
+def test_evaluation_data_goes_with_weights_over_the_threshold(
+        dvc_repo: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # test.npz (81 KB) is over 50 KB; the weights (18 KB, over COMPANION_BYTES) go with it
+    monkeypatch.setenv("REGISTRY_DVC_THRESHOLD_BYTES", "50000")
+    reg = registry.open(dvc_repo)
+    with caplog.at_level("WARNING", logger="registry.store"):
+        result = reg.register(dvc_repo / "modules" / "drag-net")
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "test.npz (0.1 MB, over 0.05 MB)" in messages
+    assert "weights.safetensors (0.0 MB, beside a file over 0.05 MB)" in messages
+    files = git(dvc_repo, "ls-tree", "-r", "--name-only", result.commit,
+                "modules/drag-net").split()
+    assert sorted(f.rsplit("/", 1)[1] for f in files) == [
+        ".gitignore", "module.yaml", "test.npz.dvc", "weights.safetensors.dvc"]
+    assert torch.isfinite(reg.load("drag-net@1.0.0")(sample())).all()
+    assert reg.evaluate("drag-net@1.0.0")["r2"] > 0.99  # the evaluation data read from DVC
+
+
+def test_small_modules_stay_in_git(dvc_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_DVC_THRESHOLD_BYTES", "100000")
+    result = registry.open(dvc_repo).register(dvc_repo / "modules" / "drag-net")
+    files = git(dvc_repo, "ls-tree", "-r", "--name-only", result.commit, "modules/drag-net")
+    assert not [f for f in files.split() if f.endswith(".dvc")]
+
+
 def test_an_altered_cache_object_is_refused(dvc_repo: Path) -> None:
     reg = registry.open(dvc_repo)
     reg.register(dvc_repo / "modules" / "drag-net")

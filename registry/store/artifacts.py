@@ -4,7 +4,9 @@ cache and its remote (S3, or any storage DVC speaks).
 A file a manifest hashes (weights, evaluation data) may be DVC-tracked: beside it a
 `<file>.dvc` pointer (its md5 and size), the file itself git-ignored; the manifest still
 records its sha256. Registering tracks every such file over `threshold()` bytes (5 MB,
-`REGISTRY_DVC_THRESHOLD_BYTES`) and pushes the module's tracked files to the default DVC
+`REGISTRY_DVC_THRESHOLD_BYTES`), and with it the module's other hashed files over
+`COMPANION_BYTES` (16 KiB: the evaluation data of a 50 MB network goes with its
+weights, so git grows by pointers only), and pushes the module's tracked files to the default DVC
 remote; with none configured they stay in the local DVC cache and the message says so
 (`dvc remote add -d NAME s3://BUCKET/PATH`, then `dvc push`).
 
@@ -33,6 +35,9 @@ __all__ = ["MAX_ARTIFACT_BYTES", "Pointer", "parse_pointer", "push", "read_commi
 
 log = logging.getLogger("registry.store")
 DEFAULT_THRESHOLD_BYTES = 5 * 1024 * 1024
+# a module with a file over the threshold sends its other hashed files over this size along
+# (its evaluation data goes where its weights go: git keeps pointers only)
+COMPANION_BYTES = 16 * 1024
 THRESHOLD_ENV = "REGISTRY_DVC_THRESHOLD_BYTES"
 MAX_ARTIFACT_BYTES = 4 * 1024 ** 3  # a pointer claiming more is refused before any fetch
 MAX_POINTER_BYTES = 64 * 1024
@@ -99,12 +104,17 @@ def track_large(repo: Any, root: Path, folder: Path, relpaths: list[str]) -> lis
     registration's commit then records the pointer in its place); returns one line per
     tracked file for the user."""
     limit = threshold()
-    chosen = []
-    for relpath in relpaths:
-        path = folder / relpath
-        pointer = path.with_name(path.name + ".dvc")
-        if path.is_file() and (pointer.is_file() or path.stat().st_size > limit):
+    files = [folder / relpath for relpath in relpaths if (folder / relpath).is_file()]
+    large = any(path.stat().st_size > limit for path in files)
+    chosen, why = [], {}
+    for path in files:
+        size = path.stat().st_size
+        if path.with_name(path.name + ".dvc").is_file() or size > limit:
             chosen.append(path)
+            why[path] = f"over {limit / 1e6:g} MB" if size > limit else "tracked before"
+        elif large and size > COMPANION_BYTES:
+            chosen.append(path)
+            why[path] = f"beside a file over {limit / 1e6:g} MB"
     if not chosen:
         return []
     with _dvc_repo(root) as dvc:
@@ -112,9 +122,9 @@ def track_large(repo: Any, root: Path, folder: Path, relpaths: list[str]) -> lis
             repo.run("rm", "-q", "--cached", "--ignore-unmatch", "--",
                      str(path.relative_to(root)))
         dvc.add([str(p) for p in chosen])
-    return [f"{p.relative_to(root)} ({p.stat().st_size / 1e6:.1f} MB, over "
-            f"{limit / 1e6:g} MB) is tracked with DVC: git keeps "
-            f"{p.name}.dvc, the bytes go to the DVC cache and remote" for p in chosen]
+    return [f"{p.relative_to(root)} ({p.stat().st_size / 1e6:.1f} MB, {why[p]}) "
+            f"is tracked with DVC: git keeps {p.name}.dvc, the bytes go to the DVC cache and "
+            "remote" for p in chosen]
 
 
 def prepare(repo: Any, root: Path, folder: Path, relfolder: str,
