@@ -46,7 +46,8 @@ def api_schema(app: Any) -> Any:
 
 READS = ["GET /api/v1/health", "GET /api/v1/modules", "GET /api/v1/modules/{ref}",
          "GET /api/v1/modules/{name}/versions", "GET /api/v1/modules/{ref}/manifest",
-         "GET /api/v1/modules/{ref}/files/{file}", "GET /api/v1/modules/{ref}/cost"]
+         "GET /api/v1/modules/{ref}/files/{file}", "GET /api/v1/modules/{ref}/cost",
+         "GET /api/v1/modules/{ref}/alternatives"]
 WRITES = ["POST /api/v1/modules", "POST /api/v1/modules/{name}/stages"]
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 

@@ -358,3 +358,26 @@ def test_registry_shrink_on_the_command_line_writes_a_variant_folder(variants) -
                                  env={"REGISTRY_ROOT": str(repo)})
     assert isinstance(refused.exception, ShrinkError)
     assert "--target-nrmse" in str(refused.exception)
+
+
+def test_the_api_lists_alternatives_and_selects(variants) -> None:
+    from fastapi.testclient import TestClient
+
+    from registry.server import create_app
+
+    repo, *_ = variants
+    client = TestClient(create_app(repo))
+    listed = client.get("/api/v1/modules/drag-net%40%5E1/alternatives")
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["ref"] == "drag-net@1.0.0" and body["selected"] is None
+    assert {"drag@1.0.0", "drag-net-int8@1.0.0"} <= {a["ref"] for a in body["alternatives"]}
+    chosen = client.get("/api/v1/modules/drag/alternatives",
+                        params={"max_nrmse": 0.01, "by": "flops"}).json()["selected"]
+    assert chosen["flops"] == 5 and chosen["kind"] == "equation"
+    refused = client.get("/api/v1/modules/drag/alternatives", params={"max_nrmse": 1e-12})
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "budget_exceeded"
+    assert "the most accurate" in refused.json()["message"]
+    assert client.get("/api/v1/modules/drag/alternatives",
+                      params={"by": "speed"}).status_code == 422

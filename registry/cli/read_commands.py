@@ -62,13 +62,15 @@ def show(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> No
 def load(ref: str, as_json: JsonFlag = False, remote: RemoteOption = None) -> None:
     """Load a module into torch and print a summary (with --remote: files fetched from the
     server into the local cache, verified)."""
+    from registry.nn.weights import weight_stats
+
     reg = _registry_or_remote(remote)
     module = reg.load(ref)
     manifest = reg.get(ref)
     summary: dict[str, Any] = {
         "ref": manifest.ref, "class": type(module).__name__,
         "inputs": module.input_names, "outputs": module.output_names,
-        "parameters": sum(p.numel() for p in module.parameters()),
+        "parameters": weight_stats(module).params,  # int8 layers' packed weights included
         "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
     if hasattr(module, "sympy"):

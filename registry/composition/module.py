@@ -108,15 +108,18 @@ class ComposedModule(PortModule):
     def summary(self) -> dict[str, Any]:
         """Nodes, parameters (trainable), and forward FLOPs per sample on sampled inputs."""
         from registry.cost.flops import count_module_flops
+        from registry.nn.weights import weight_stats
 
         flops = count_module_flops(self, self.sample_inputs(16), backward=False)
         return {"name": self.plan.spec.name, "nodes": self.node_summary(),
                 "inputs": self.input_names, "outputs": self.output_names,
-                "params": sum(p.numel() for p in self.parameters()),
+                "params": weight_stats(self).params,
                 "trainable_params": sum(p.numel() for p in self.parameters() if p.requires_grad),
                 "flops_per_sample": flops.forward, "uncounted_ops": list(flops.uncounted_ops)}
 
     def node_summary(self) -> list[dict[str, object]]:
+        from registry.nn.weights import weight_stats
+
         rows = []
         for name, node in self.plan.spec.nodes.items():
             module = self.nodes[name]
@@ -124,7 +127,7 @@ class ComposedModule(PortModule):
                 "node": name,
                 "kind": "mlp" if node.mlp is not None else self.plan.manifests[name].kind,
                 "ref": self.plan.pinned.get(name, "inline"),
-                "params": sum(p.numel() for p in module.parameters()),
+                "params": weight_stats(module).params,
                 "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
             })
         return rows

@@ -39,9 +39,13 @@ def load_bundle(path: str | Path) -> tuple[PortModule, str]:
 
 
 def module_dtype(module: Any) -> Any:
-    """The floating dtype of the module's parameters and buffers (float32 when it has none)."""
+    """The dtype the module takes its inputs in: a network's declared one (its weights may be
+    bfloat16 or int8), else that of its parameters and buffers (float32 when it has none)."""
     import torch
 
+    declared = getattr(module, "input_dtype", None)
+    if declared is not None:
+        return declared
     for tensor in (*module.parameters(), *module.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype

@@ -90,6 +90,7 @@ def mlp(n_inputs: int, n_outputs: int, *, hidden: Sequence[int] = DEFAULT_HIDDEN
 class NetworkModule(PortModule):
     """A registered architecture between input and output standardisation."""
 
+    input_dtype = torch.float32  # inputs are standardised in float32, whatever the weights are
     in_shift: torch.Tensor
     in_scale: torch.Tensor
     out_shift: torch.Tensor

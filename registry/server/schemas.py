@@ -110,3 +110,26 @@ class StageAssigned(BaseModel):
     version: str
     stage: str
     tag: str
+
+
+class AlternativeOut(BaseModel):
+    """One module implementing the interface, with the figures it is compared by."""
+
+    ref: str
+    kind: str
+    source: str
+    nrmse: float | None = Field(description="on `accuracy_on`'s evaluation")
+    flops: int | None = Field(description="FLOPs per sample")
+    energy_j: float | None = Field(description="modeled energy per sample (exact)")
+    latency_ns: float | None = Field(description="measured at registration, batch 4096")
+    weight_bytes: int | None
+    derived_from: str | None
+    accuracy_on: str
+    pareto: bool = Field(description="on the Pareto front of nRMSE against FLOPs")
+
+
+class AlternativesOut(BaseModel):
+    ref: str
+    alternatives: list[AlternativeOut]
+    selected: AlternativeOut | None = Field(
+        default=None, description="with `max_nrmse`: the cheapest within it, by `by`")

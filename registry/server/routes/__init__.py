@@ -11,13 +11,15 @@ Reads (open to everyone):
     GET  /api/v1/modules/{ref}/manifest          the manifest as JSON
     GET  /api/v1/modules/{ref}/files/{file}      a file of the module folder (ETag = sha256)
     GET  /api/v1/modules/{ref}/cost              the recorded cost; ?measure=true measures afresh
+    GET  /api/v1/modules/{ref}/alternatives      the modules with its interface, compared;
+                                                 ?max_nrmse=&by= also selects the cheapest
 
 Writes (``Authorization: Bearer <token>``, see `registry.server.auth`):
 
     POST /api/v1/modules                         register an uploaded module folder
     POST /api/v1/modules/{name}/stages           assign a stage to a version
 
-One module per resource: `health`, `modules`, `files`, `cost`, `register`,
+One module per resource: `health`, `modules`, `files`, `cost`, `alternatives`, `register`,
 `stages`; `common` holds the route class, reference parsing and path params.
 Bodies are `registry.server.schemas`; upload checks `registry.server.uploads`;
 rationed measuring `registry.cost.rationed`.

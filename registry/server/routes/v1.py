@@ -5,12 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from registry.server.handlers import install as install_errors
-from registry.server.routes import cost, files, health, modules, register, stages
+from registry.server.routes import (
+    alternatives,
+    cost,
+    files,
+    health,
+    modules,
+    register,
+    stages,
+)
 
 __all__ = ["install", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
-for _resource in (health, modules, files, cost, register, stages):
+for _resource in (health, modules, files, cost, alternatives, register, stages):
     router.include_router(_resource.router)
 
 
