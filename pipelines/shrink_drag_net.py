@@ -63,11 +63,10 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())["shrink"]
     reg = registry.open()
     teacher_ref = reg.resolve(params["teacher"]).exact
-    shrunk = {}
     for method in params["variants"]:
         options = dict(method)
         report = reg.shrink(teacher_ref, register=True, **options)
-        shrunk[report.name] = report
+
         print(f"{report.registered}: {report.method}, {report.steps or 0} steps, nRMSE vs "
               f"teacher {report.variant['vs_teacher']['nrmse']:.3g}")
 

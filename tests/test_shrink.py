@@ -94,7 +94,7 @@ def test_int8_weights_round_trip_through_safetensors_and_count_their_flops(
         teacher_and_data, tmp_path: Path) -> None:
     teacher, data = teacher_and_data
     quantized = methods.quantize_int8(teacher)
-    assert data.nrmse(quantized) < 0.05  # within tolerance of the float network
+    assert data.nrmse(quantized) < 0.015  # within tolerance of the float network
     assert data.nrmse(quantized) > 0  # it is really quantized
     path = tmp_path / "w.safetensors"
     sha = save_weights(quantized, path)
@@ -106,7 +106,9 @@ def test_int8_weights_round_trip_through_safetensors_and_count_their_flops(
         assert torch.equal(loaded(x), quantized(x))
     stats, dense = weight_stats(loaded), weight_stats(teacher)
     assert stats.params == dense.params
-    assert stats.bytes < dense.bytes / 3  # int8 weights + float biases and scales
+    assert stats.bytes < dense.bytes * 0.4  # the 64x64 layer in int8, the ends in float32
+    assert isinstance(loaded.net[0], nn.Linear) and isinstance(loaded.net[4], nn.Linear)
+    assert not isinstance(loaded.net[2], nn.Linear)  # the hidden-to-hidden layer is int8
     from registry.cost.flops import count_module_flops
 
     flops = count_module_flops(loaded, x[:16])
@@ -199,7 +201,7 @@ def test_a_variant_is_a_module_derived_from_its_teacher(variants) -> None:
     assert card.evaluation.data.sha256 == teacher.evaluation.data.sha256  # the same truth
     quantized = reg.get("drag-net-int8@1.0.0")
     assert quantized.network.precision == "int8"
-    assert quantized.cost.weight_bytes < teacher.cost.weight_bytes / 3
+    assert quantized.cost.weight_bytes < teacher.cost.weight_bytes * 0.4
     assert quantized.cost.flops_per_sample == teacher.cost.flops_per_sample
     assert reg.load("drag-net-int8@1.0.0").precision == "int8"
     side = int8.variant

@@ -74,7 +74,8 @@ class ShrinkRequest:
             if quantize != "int8":
                 raise ShrinkError(f"--quantize {quantize}: only int8 (dynamic quantization of "
                                   "the linear layers)")
-            return cls("quantize", {"precision": "int8", "scheme": "dynamic, per channel"})
+            return cls("quantize", {"precision": "int8", "scheme": "dynamic, per channel",
+                                    "layers": "hidden to hidden (first and last float32)"})
         if dtype is not None:
             return cls("dtype", {"precision": dtype})
         assert student is not None
