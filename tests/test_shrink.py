@@ -163,6 +163,8 @@ def test_shrink_request_names_one_method() -> None:
         ShrinkRequest.parse(student=[8])
     with pytest.raises(ShrinkError, match="only int8"):
         ShrinkRequest.parse(quantize="int4")
+    with pytest.raises(ShrinkError, match="they train nothing"):
+        ShrinkRequest.parse(quantize="int8", steps=10)
     assert ShrinkRequest.parse(prune=0.5, structured=True).default_name("drag-net") == \
         "drag-net-pruned50s"
 
@@ -339,9 +341,24 @@ def test_the_module_page_shows_alternatives_and_their_pareto_plots(variants) -> 
 
 
 def test_shrink_refuses_what_is_not_a_network(variants) -> None:
-    _, reg, *_ = variants
+    repo, reg, *_ = variants
     with pytest.raises(ShrinkError, match=r"equation module; shrink takes a network"):
         reg.shrink("drag@1.0.0", quantize="int8")
+    before = (repo / "modules" / "drag" / "module.yaml").read_bytes()
+    with pytest.raises(ShrinkError, match=r"modules/drag exists and is not a variant of "
+                                          r"drag-net.*nothing was written"):
+        reg.shrink("drag-net@1.0.0", quantize="int8", name="drag")
+    assert (repo / "modules" / "drag" / "module.yaml").read_bytes() == before
+    assert not (repo / "modules" / "drag" / "weights.safetensors").exists()
+
+
+def test_a_teacher_answering_nan_is_refused(teacher_and_data) -> None:
+    teacher, _ = teacher_and_data
+    broken = copy.deepcopy(teacher)
+    with torch.no_grad():
+        broken.out_scale.fill_(float("nan"))
+    with pytest.raises(ShrinkError, match="NaN or inf at 12288 of the 12288 inputs"):
+        TeacherData.draw(broken, _manifest(teacher_and_data))
 
 
 def test_registry_shrink_on_the_command_line_writes_a_variant_folder(variants) -> None:

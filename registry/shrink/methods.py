@@ -73,6 +73,11 @@ class TeacherData:
 
         x, y = drawn(n, seed)
         x_val, y_val = drawn(VALIDATION_SAMPLES, seed + 1)
+        bad = int((~torch.isfinite(y)).sum() + (~torch.isfinite(y_val)).sum())
+        if bad:
+            raise ShrinkError(f"{manifest.ref} answers NaN or inf at {bad} of the "
+                              f"{len(y) + len(y_val)} inputs drawn from its declared ranges; "
+                              "a variant cannot learn from that: fix the teacher or its ranges")
         return cls(x, y, x_val, y_val)
 
     def nrmse(self, module: nn.Module) -> float:
@@ -116,6 +121,9 @@ def fine_tune(net: NetworkModule, data: TeacherData, *, steps: int,
     while done < steps:
         if target_nrmse is not None and data.nrmse(net) <= target_nrmse:
             break
+        if done and not torch.isfinite(_loss(net, data.x, data.y)):
+            raise ShrinkError(f"training diverged (the loss is not finite after {done} "
+                              "steps); try fewer --steps or another --student width")
         optimiser.param_groups[0]["max_iter"] = min(CHECK_EVERY, steps - done)
         optimiser.step(closure)
         done += optimiser.param_groups[0]["max_iter"]
@@ -211,7 +219,7 @@ def train_student(teacher: NetworkModule, data: TeacherData, *, hidden: Sequence
     student.set_standardisation(data.x, data.y)
     steps = fine_tune(student, data, steps=max_steps, target_nrmse=target_nrmse)
     reached = data.nrmse(student)
-    if reached > target_nrmse:
+    if not reached <= target_nrmse:  # NaN is no success
         raise ShrinkError(f"the student {list(hidden)} reached nRMSE {reached:.3g} against the "
                           f"teacher after {steps} steps, short of the target {target_nrmse:g}; "
                           "give it more --steps, wider --student layers, or a looser target")

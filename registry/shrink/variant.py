@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.core.manifest import MANIFEST_FILE, Manifest, MlflowRun, load_manifest
-from registry.errors import ShrinkError
+from registry.errors import RegistryError, ShrinkError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -67,6 +67,9 @@ class ShrinkRequest:
             raise ShrinkError("--structured goes with --prune AMOUNT")
         if steps is not None and not 0 < steps <= 100_000:
             raise ShrinkError(f"--steps {steps}: between 1 and 100000")
+        if (quantize is not None or dtype is not None) and (steps or target_nrmse):
+            raise ShrinkError("--steps and --target-nrmse go with --prune or --student: "
+                              "--quantize and --dtype convert the weights, they train nothing")
         if prune is not None:
             return cls("prune", {"amount": prune, "structured": structured},
                        steps if steps is not None else DEFAULT_STEPS, target_nrmse)
@@ -134,6 +137,7 @@ def shrink_registered(loader: Loader, resolved: Resolved, request: ShrinkRequest
                           "shrinking learns from the teacher over its declared ranges")
     teacher: NetworkModule = loader.build(resolved)  # type: ignore[assignment]
     name = name or request.default_name(teacher_manifest.name)
+    _refuse_foreign_folder(out / name, teacher_manifest.name)
     data = TeacherData.draw(teacher, teacher_manifest)
     with mlflow_run("shrink", root=root, run_name=f"shrink-{name}",
                     params={"teacher": resolved.exact, "method": request.method,
@@ -167,6 +171,23 @@ def shrink_registered(loader: Loader, resolved: Resolved, request: ShrinkRequest
                           variant_figures)
     (folder / "shrink.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+def _refuse_foreign_folder(folder: Path, teacher: str) -> None:
+    """A folder that holds something other than a variant of `teacher` is never overwritten."""
+    if not folder.exists():
+        return
+    manifest = folder / MANIFEST_FILE
+    derived = None
+    if manifest.is_file():
+        try:
+            derived = load_manifest(manifest).provenance.derived_from
+        except RegistryError:
+            derived = None
+    if derived is None or derived.partition("@")[0] != teacher:
+        raise ShrinkError(f"{folder} exists and is not a variant of {teacher} (its "
+                          f"{MANIFEST_FILE} records no `provenance.derived_from: {teacher}@…`); "
+                          "nothing was written: choose another --name or --out")
 
 
 def _apply(teacher: NetworkModule, data: TeacherData,
