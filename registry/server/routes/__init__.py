@@ -19,8 +19,8 @@ Writes (``Authorization: Bearer <token>``, see `registry.server.auth`):
     POST /api/v1/modules                         register an uploaded module folder
     POST /api/v1/modules/{name}/stages           assign a stage to a version
 
-One module per resource: `health`, `modules`, `files`, `cost`, `alternatives`, `register`,
-`stages`; `common` holds the route class, reference parsing and path params.
+One module per resource: `health`, `modules`, `files`, `cost`, `compare` (alternatives),
+`register`, `stages`; `common` holds the route class, reference parsing and path params.
 Bodies are `registry.server.schemas`; upload checks `registry.server.uploads`;
 rationed measuring `registry.cost.rationed`.
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from registry.server.handlers import install as install_errors
 from registry.server.routes import (
-    alternatives,
+    compare,
     cost,
     files,
     health,
@@ -18,7 +18,7 @@ from registry.server.routes import (
 __all__ = ["install", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
-for _resource in (health, modules, files, cost, alternatives, register, stages):
+for _resource in (health, modules, files, cost, compare, register, stages):
     router.include_router(_resource.router)
 
 
