@@ -19,7 +19,7 @@ a compose spec asks for the same with `module: best(drag, max_nrmse=0.01)` (or
 Example:
     >>> [a.ref for a in find_alternatives(store, "drag")]
     ['drag@1.0.1', 'drag-eq@1.0.1', 'drag-net@1.0.2', 'drag-net-int8@1.0.0']
-    >>> select(store, "drag", max_nrmse=0.01, by="flops").ref
+    >>> select(find_alternatives(store, "drag"), max_nrmse=0.01, by="flops", asked="drag").ref
     'drag@1.0.1'
 """
 
@@ -141,16 +141,12 @@ def find_alternatives(store: Any, ref: str, *,
 def pareto_front(alternatives: Sequence[Alternative], *, by: str = "flops") -> list[str]:
     """The refs no other alternative beats on both nRMSE and `by` (ties kept), cheapest
     first."""
-    known = [a for a in alternatives if a.nrmse is not None and a.figure(by) is not None]
-    front = []
-    for a in known:
-        cost, error = a.figure(by), a.nrmse
-        assert cost is not None and error is not None
-        beaten = any((b.figure(by) or 0) <= cost and (b.nrmse or 0) <= error and
-                     ((b.figure(by) or 0) < cost or (b.nrmse or 0) < error) for b in known)
-        if not beaten:
-            front.append(a)
-    return [a.ref for a in sorted(front, key=lambda a: (a.figure(by), a.nrmse))]
+    points = [(a, float(cost), a.nrmse) for a in alternatives
+              if a.nrmse is not None and (cost := a.figure(by)) is not None]
+    front = [(a, cost, error) for a, cost, error in points
+             if not any(c <= cost and e <= error and (c < cost or e < error)
+                        for _, c, e in points)]
+    return [a.ref for a, _, _ in sorted(front, key=lambda p: (p[1], p[2]))]
 
 
 def select(alternatives: Sequence[Alternative], *, max_nrmse: float, by: str = "flops",

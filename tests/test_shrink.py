@@ -400,3 +400,18 @@ def test_the_api_lists_alternatives_and_selects(variants) -> None:
     assert "the most accurate" in refused.json()["message"]
     assert client.get("/api/v1/modules/drag/alternatives",
                       params={"by": "speed"}).status_code == 422
+
+
+def test_the_pareto_front_keeps_what_nothing_beats_on_both_axes() -> None:
+    from registry.alternatives import Alternative, pareto_front
+
+    def alt(ref: str, nrmse: float | None, flops: int | None) -> Alternative:
+        return Alternative(ref=ref, kind="network", source="trained", nrmse=nrmse, flops=flops,
+                           energy_j=None, latency_ns=None, weight_bytes=None, derived_from=None,
+                           accuracy_on=ref)
+
+    found = [alt("big@1", 0.001, 10_000), alt("small@1", 0.01, 400),
+             alt("worse@1", 0.02, 500), alt("tie@1", 0.01, 400), alt("eq@1", 1e-7, 5),
+             alt("unmeasured@1", None, 3)]
+    assert pareto_front(found) == ["eq@1"]
+    assert pareto_front(found[:4]) == ["small@1", "tie@1", "big@1"]  # ties kept, cheapest first

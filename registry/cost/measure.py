@@ -58,15 +58,15 @@ class ModuleCost:
         """The manifest's `cost` section (keeping a recorded `training` cost)."""
         from registry.core.manifest import Cost, Measured
 
+        stats = self.weights
+        pruned = stats is not None and stats.zero_macs > 0  # zeros a dense kernel multiplies by
         return Cost(
             flops_per_sample=self.flops.forward,
             flops_per_sample_backward=self.flops.forward_backward,
             params=self.params,
-            nonzero_params=(self.weights.nonzero if self.weights and self.weights.zero_macs
-                            else None),
-            nonzero_flops_per_sample=(self.nonzero_flops if self.weights and
-                                      self.weights.zero_macs else None),
-            weight_bytes=self.weights.bytes if self.weights and self.weights.params else None,
+            nonzero_params=stats.nonzero if stats is not None and pruned else None,
+            nonzero_flops_per_sample=self.nonzero_flops if pruned else None,
+            weight_bytes=stats.bytes if stats is not None and stats.params else None,
             uncounted_ops=list(self.flops.uncounted_ops),
             latency_ns_per_sample=Measured(**_rounded(self.latency.to_dict())),
             energy_j_per_sample=Measured(value=float(f"{self.energy_j_per_sample:.4g}"),

@@ -48,8 +48,8 @@ def quantize_linear_layers(net: nn.Module) -> nn.Module:
     """`net` with its `nn.Linear` layers dynamically quantized to int8 in place (weights
     per output channel, activations per call), as `torch.ao.quantization` does. With three
     or more linear layers the first and the last stay float32 (the common recipe: the
-    inputs and the output are where 8 bits cost most accuracy; on drag-net quantizing them
-    too made the error against the teacher 2.6× larger, 0.0185 against 0.0072)."""
+    inputs and the output are where 8 bits cost most accuracy; in the shrink-drag-net stage
+    quantizing them too made the error against the teacher 0.0169 instead of 0.0066)."""
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.core.manifest import MANIFEST_FILE, Manifest, MlflowRun, load_manifest
+from registry.core.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    MlflowRun,
+    load_manifest,
+    write_manifest,
+)
 from registry.errors import RegistryError, ShrinkError
 
 if TYPE_CHECKING:
@@ -152,12 +158,13 @@ def shrink_registered(loader: Loader, resolved: Resolved, request: ShrinkRequest
                          "shrink_energy_j": energy.energy_j, "shrink_cpu_s": energy.cpu_s,
                          **({"steps": steps} if steps is not None else {})})
         folder = out / name
+        sha = _write_files(folder, resolved, variant)
         manifest = _variant_manifest(resolved, teacher_manifest, variant, request, name=name,
                                      steps=steps, vs_teacher=vs_teacher, folder=folder,
-                                     trained=energy if steps else None,
+                                     weights_sha=sha, trained=energy if steps else None,
                                      mlflow=MlflowRun(run_id=run.run_id,
                                                       experiment=run.experiment))
-        _write_folder(folder, resolved, manifest, variant)
+        write_manifest(manifest, folder / MANIFEST_FILE)  # last: its files are all there
         teacher_figures, variant_figures = _side_by_side(teacher, variant, teacher_manifest)
         variant_figures.update({"vs_teacher": vs_teacher,
                                 "training_energy_j": energy.energy_j if steps else None,
@@ -231,19 +238,15 @@ def _versus_teacher(resolved: Resolved, teacher: nn.Module, variant: nn.Module,
 
 def _variant_manifest(resolved: Resolved, teacher: Manifest, variant: NetworkModule,
                       request: ShrinkRequest, *, name: str, steps: int | None,
-                      vs_teacher: dict[str, float], folder: Path, trained: Any,
-                      mlflow: MlflowRun) -> Manifest:
+                      vs_teacher: dict[str, float], folder: Path, weights_sha: str,
+                      trained: Any, mlflow: MlflowRun) -> Manifest:
     from registry.core.manifest import Budget, Cost, Derivation, Provenance
-    from registry.nn.weights import save_weights
 
-    folder.mkdir(parents=True, exist_ok=True)
-    sha = save_weights(variant, folder / WEIGHTS_FILE)
     version = "1.0.0"
     if (folder / MANIFEST_FILE).is_file():  # written before: keep its version (register bumps)
         version = load_manifest(folder / MANIFEST_FILE).version
     budget = Budget(**{k: getattr(teacher.budget, k) for k in _ACCURACY_BUDGETS},
                     max_flops_per_sample=teacher.cost.flops_per_sample)
-    assert teacher.network is not None
     described = {"prune": "pruned", "quantize": "quantized", "dtype": "converted",
                  "student": "student"}[request.method]
     settings = ", ".join(f"{k} {v}" for k, v in request.settings.items())
@@ -254,7 +257,7 @@ def _variant_manifest(resolved: Resolved, teacher: Manifest, variant: NetworkMod
         "inputs": {n: p.model_dump(exclude_none=True) for n, p in teacher.inputs.items()},
         "outputs": {n: p.model_dump(exclude_none=True) for n, p in teacher.outputs.items()},
         "network": {"arch": variant.arch, "config": variant.config, "precision": variant.precision,
-                    "weights": {"path": WEIGHTS_FILE, "sha256": sha}},
+                    "weights": {"path": WEIGHTS_FILE, "sha256": weights_sha}},
         "evaluation": (teacher.evaluation.model_copy(update={"metrics": {}})
                        if teacher.evaluation else None),
         "cost": Cost(training=trained.to_training_cost() if trained is not None else None),
@@ -270,17 +273,18 @@ def _variant_manifest(resolved: Resolved, teacher: Manifest, variant: NetworkMod
     })
 
 
-def _write_folder(folder: Path, resolved: Resolved, manifest: Manifest,
-                  variant: NetworkModule) -> None:
-    """module.yaml and the teacher's evaluation data beside the weights."""
-    from registry.core.manifest import write_manifest
+def _write_files(folder: Path, resolved: Resolved, variant: NetworkModule) -> str:
+    """The variant's weights and the teacher's evaluation data into `folder`; the weights'
+    sha256."""
+    from registry.nn.weights import save_weights
 
-    evaluation = manifest.evaluation
-    if evaluation is not None and evaluation.data is not None:
-        target = folder / evaluation.data.path
+    folder.mkdir(parents=True, exist_ok=True)
+    data = resolved.manifest.evaluation.data if resolved.manifest.evaluation else None
+    if data is not None:
+        target = folder / data.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(resolved.read(evaluation.data.path))
-    write_manifest(manifest, folder / MANIFEST_FILE)
+        target.write_bytes(resolved.read(data.path))
+    return save_weights(variant, folder / WEIGHTS_FILE)
 
 
 def _side_by_side(teacher: nn.Module, variant: nn.Module,
