@@ -21,7 +21,8 @@ import sympy
 
 from registry.core.expr import symbol
 
-__all__ = ["QuickFit", "library", "polynomial", "power_law", "rational", "snap_fraction"]
+__all__ = ["QuickFit", "library", "offset_power_law", "polynomial", "power_law", "rational",
+           "snap_fraction"]
 
 
 @dataclass(frozen=True)
@@ -287,3 +288,59 @@ def library(variables: Mapping[str, np.ndarray], y: np.ndarray, *, tolerance: fl
     expr = sympy.Float(float(coef[-1])) + sympy.Add(
         *(sympy.Float(float(c)) * exprs[j] for c, j in zip(coef[:-1], chosen, strict=True)))
     return QuickFit(expr, err, 1 + sum(3 + 2 * len(exprs[j].args) for j in chosen))
+
+
+def offset_power_law(variables: Mapping[str, np.ndarray], y: np.ndarray, *,
+                     tolerance: float) -> QuickFit | None:
+    """y = a + b·Π x_i^e_i with rational e_i: a power law above a floor (α² = 1 + 2·π/Z²,
+    the eccentricity of an orbit). The floor `a` is chosen where log|y − a| is most nearly
+    linear in the log x_i (a scan below min y and above max y, then a bounded refinement);
+    the exponents are snapped, a and b refitted by least squares. Declined beyond
+    `tolerance`."""
+    from scipy.optimize import minimize_scalar
+
+    names = list(variables)
+    if not names or len(names) > 4 or any(np.any(variables[n] <= 0) for n in names):
+        return None
+    spread = float(np.ptp(y)) or 1.0
+    logs = np.stack([np.log(variables[n]) for n in names] + [np.ones_like(y)], axis=1)
+
+    def misfit(a: float) -> float:
+        with np.errstate(all="ignore"):
+            z = np.log(np.abs(y - a))
+        if not np.all(np.isfinite(z)):
+            return math.inf
+        coef, *_ = np.linalg.lstsq(logs, z, rcond=None)
+        # Relative to log|y − a|'s own spread: far from y every floor looks flat.
+        return float(np.sqrt(np.mean((logs @ coef - z) ** 2)) / (np.std(z) or 1.0))
+
+    best: QuickFit | None = None
+    for side in (-1.0, 1.0):
+        edge = float(y.min()) if side < 0 else float(y.max())
+        grid = np.logspace(-8, 2, 51)
+        errors = [misfit(edge + side * s * spread) for s in grid]
+        k = int(np.argmin(errors))
+        if not math.isfinite(errors[k]):
+            continue
+        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+        found = minimize_scalar(lambda s, e=edge, d=side: misfit(e + d * s * spread),
+                                bounds=(float(lo), float(hi)), method="bounded",
+                                options={"xatol": 1e-10 * float(hi)})
+        a = edge + side * float(found.x) * spread
+        with np.errstate(all="ignore"):
+            coef, *_ = np.linalg.lstsq(logs, np.log(np.abs(y - a)), rcond=None)
+        exponents = [snap_fraction(float(e)) for e in coef[:-1]]
+        if any(e is None for e in exponents) or not any(exponents):
+            continue
+        monomial = np.prod([np.power(variables[n], float(e))  # type: ignore[arg-type]
+                            for n, e in zip(names, exponents, strict=True)], axis=0)
+        design = np.stack([np.ones_like(y), monomial], axis=1)
+        (c0, c1), *_ = np.linalg.lstsq(design, y, rcond=None)
+        err = _nrmse(design @ np.array([c0, c1]), y)
+        if err > tolerance or (best is not None and err >= best.nrmse):
+            continue
+        expr = sympy.Float(float(c0)) + sympy.Float(float(c1)) * sympy.Mul(
+            *(symbol(n) ** sympy.Rational(e.numerator, e.denominator)
+              for n, e in zip(names, exponents, strict=True) if e))
+        best = QuickFit(expr, err, 4 + sum(2 for e in exponents if e))
+    return best

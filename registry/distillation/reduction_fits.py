@@ -15,7 +15,8 @@ import sympy
 from registry.core.expr import symbol
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.problem import _Problem
-from registry.distillation.quick import QuickFit, power_law, power_law_scaled
+from registry.distillation.angles import angle_groups, from_cosines, with_cosines
+from registry.distillation.quick import QuickFit, offset_power_law, power_law, power_law_scaled
 from registry.distillation.quick import library as fit_library
 from registry.distillation.quick import polynomial as fit_polynomial
 from registry.distillation.quick import rational as fit_rational
@@ -97,6 +98,36 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             if law is not None and nrmse(evaluate(law, values), target) < tol:
                 record(law, f"{label} of the {transform.name}")
                 break
+    if time.monotonic() < p.deadline:
+        _quick_late(p, record, groups, values, target, tol)
+
+
+def _quick_late(p: _Problem, record: Any, groups: Mapping[str, sympy.Expr],
+                values: Mapping[str, np.ndarray], target: np.ndarray, tol: float) -> None:
+    """The solvers tried after the others found nothing short: a power law above a floor
+    (α = √(1 + 2·π/Z²)), and rational laws in the cosines of angle groups (`angles.py`),
+    each on the target and its transforms, judged against the target."""
+    sign = 1.0 if np.all(target > 0) else -1.0
+    angles = angle_groups(groups, values)
+    # Which dimensionless group is an angle the values cannot say (α from 2 to 4 is not):
+    # each one alone, then all together.
+    subsets = [[a] for a in angles] + ([angles] if len(angles) > 1 else [])
+    plain = [(None, target, tol)]
+    with np.errstate(all="ignore"):
+        changed = [(t, t.forward(target), tol * _stretch(t, target)) for t in _transforms(target)]
+    for transform, t, loose in plain + changed:
+        if time.monotonic() > p.deadline or not np.all(np.isfinite(t)):
+            continue
+        fits = [(offset_power_law(values, t, tolerance=loose), "power law above a floor", [])]
+        fits += [(fit_rational(with_cosines(values, used), t, degree=2, tolerance=loose),
+                  "rational in cosines", used) for used in subsets]
+        for fit, label, used in fits:
+            if fit is None or fit.nrmse > loose or not _sparse(fit.expr, 4):
+                continue
+            expr = from_cosines(fit.expr, used) if used else fit.expr
+            law = expr if transform is None else _back(transform, expr, sign)
+            if law is not None and nrmse(evaluate(law, values), target) < tol:
+                record(law, label if transform is None else f"{label} of the {transform.name}")
 
 
 def _log_weights(transform: Any, t: np.ndarray) -> np.ndarray | None:

@@ -127,10 +127,42 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     (the slow part) is skipped."""
     base = nrmse(evaluate(expr, x), y)
     allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
-    floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
-    for f in floats:
+    expr = _snap_floats(expr, x, y, tolerance, allowed, deadline)
+    if complexity_of(expr) >= 60 or (deadline is not None and time.monotonic() > deadline):
+        return expr
+    # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
+    # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the
+    # shortest form that still fits.
+    simplified = bounded_simplify(expr, deadline)
+    forms = [expr, sympy.powdenest(expr, force=True)]
+    if simplified is not None:
+        forms += [simplified, sympy.powdenest(simplified, force=True)]
+    for form in sorted(forms, key=complexity_of):
+        if form == expr:
+            return form
+        if nrmse(evaluate(form, x), y) <= allowed:
+            # Simplifying can gather constants the pass above could not name apart:
+            # −13.83·(0.4627·a + 0.4627·b) becomes −6.4·a − 6.4·b, which is −32/5.
+            return _snap_floats(form, x, y, tolerance, allowed, deadline)
+    return expr
+
+
+def _snap_floats(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
+                 tolerance: float, allowed: float, deadline: float | None) -> sympy.Expr:
+    """Each float of `expr`, the largest first, replaced by the simplest option that fits
+    within `allowed` (kept when none does)."""
+    tried: set[float] = set()
+    for _ in range(2 * len(expr.atoms(sympy.Float))):
         if deadline is not None and time.monotonic() > deadline:
             return expr
+        # Read the floats afresh each time: replacing one can fold others into new ones
+        # (1.0·(−6.4·m₁ − 6.4·m₂) distributes, and the old −6.4 atoms are gone).
+        left = sorted((f for f in expr.atoms(sympy.Float) if float(f) not in tried),
+                      key=lambda f: -abs(float(f)))
+        if not left:
+            break
+        f = left[0]
+        tried.add(float(f))
         value = float(f)
         options: list[tuple[int, sympy.Expr]] = [(0, sympy.Integer(0))]
         for rank, (special, number) in enumerate([(sympy.Integer(1), 1.0), *_SPECIAL]):
@@ -145,16 +177,4 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
                                 * special))
         options += _square_roots(value, tolerance)
         expr = _best_option(expr, f, options, x, y, allowed)
-    if complexity_of(expr) >= 60 or (deadline is not None and time.monotonic() > deadline):
-        return expr
-    # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
-    # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the
-    # shortest form that still fits.
-    simplified = bounded_simplify(expr, deadline)
-    forms = [expr, sympy.powdenest(expr, force=True)]
-    if simplified is not None:
-        forms += [simplified, sympy.powdenest(simplified, force=True)]
-    for form in sorted(forms, key=complexity_of):
-        if form == expr or nrmse(evaluate(form, x), y) <= allowed:
-            return form
     return expr

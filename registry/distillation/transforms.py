@@ -26,6 +26,10 @@ def _transforms(t: np.ndarray) -> list[_Transform]:
     """The transforms that apply to target values `t` (one-signed ones only)."""
     if not (np.all(t > 0) or np.all(t < 0)):
         return []
+    # An angle (0 < θ ≤ π) may be the arccosine of a rational law: aberration's
+    # cos θ₁ = (cos θ₂ − β)/(1 − β·cos θ₂). For the quick solvers only.
+    angle = ([_Transform("cosine", np.cos, lambda e, s: sympy.acos(e), searched=False)]
+             if np.all(t > 0) and float(t.max()) <= math.pi else [])
     return [
         _Transform("square", np.square, lambda e, s: s * _root(e)),
         _Transform("inverse", np.reciprocal, lambda e, s: _inverse(e)),
@@ -37,6 +41,7 @@ def _transforms(t: np.ndarray) -> list[_Transform]:
         # law; the search does not need it (it reaches eˣ − 1 on the inverse).
         _Transform("log of 1 + the inverse", lambda v: np.log1p(1 / np.abs(v)),
                    lambda e, s: s / (sympy.exp(e) - 1), searched=False),
+        *angle,
     ]
 
 
