@@ -13,9 +13,9 @@ import numpy as np
 import sympy
 
 from registry.core.expr import symbol
+from registry.distillation.angles import angle_groups, from_cosines, with_cosines
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.problem import _Problem
-from registry.distillation.angles import angle_groups, from_cosines, with_cosines
 from registry.distillation.quick import QuickFit, offset_power_law, power_law, power_law_scaled
 from registry.distillation.quick import library as fit_library
 from registry.distillation.quick import polynomial as fit_polynomial
