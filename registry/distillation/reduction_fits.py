@@ -118,7 +118,8 @@ def _quick_late(p: _Problem, record: Any, groups: Mapping[str, sympy.Expr],
     for transform, t, loose in plain + changed:
         if time.monotonic() > p.deadline or not np.all(np.isfinite(t)):
             continue
-        fits = [(offset_power_law(values, t, tolerance=loose), "power law above a floor", [])]
+        fits: list[tuple[QuickFit | None, str, list[str]]] = [
+            (offset_power_law(values, t, tolerance=loose), "power law above a floor", [])]
         fits += [(fit_rational(with_cosines(values, used), t, degree=2, tolerance=loose),
                   "rational in cosines", used) for used in subsets]
         for fit, label, used in fits:
