@@ -21,8 +21,8 @@ import sympy
 
 from registry.core.expr import symbol
 
-__all__ = ["QuickFit", "library", "offset_power_law", "polynomial", "power_law", "rational",
-           "snap_fraction"]
+__all__ = ["QuickFit", "laurent", "library", "offset_power_law", "polynomial", "power_law",
+           "rational", "snap_fraction"]
 
 
 @dataclass(frozen=True)
@@ -344,3 +344,42 @@ def offset_power_law(variables: Mapping[str, np.ndarray], y: np.ndarray, *,
               for n, e in zip(names, exponents, strict=True) if e))
         best = QuickFit(expr, err, 4 + sum(2 for e in exponents if e))
     return best
+
+
+def laurent(variables: Mapping[str, np.ndarray], y: np.ndarray, *, tolerance: float,
+            max_terms: int = 3, span: int = 3) -> QuickFit | None:
+    """A sparse Laurent polynomial in one variable, Σ cₖ·xᵏ for k from −`span` to `span`:
+    `(x² − 1)²/x = x³ − 2x + 1/x`. The terms are pruned (the one whose loss hurts least
+    first) while the fit stays within `tolerance`; declined with more than `max_terms`."""
+    if len(variables) != 1:
+        return None
+    (name, v), = variables.items()
+    if np.any(v == 0):
+        return None
+    powers = list(range(-span, span + 1))
+    with np.errstate(all="ignore"):
+        design = np.stack([v ** float(k) for k in powers], axis=1)
+    if not np.all(np.isfinite(design)):
+        return None
+
+    def fit(active: list[int]) -> tuple[np.ndarray, float]:
+        coef, *_ = np.linalg.lstsq(design[:, active], y, rcond=None)
+        return coef, _nrmse(design[:, active] @ coef, y)
+
+    active = list(range(len(powers)))
+    coef, err = fit(active)
+    if err > tolerance:
+        return None
+    while len(active) > 1:
+        trials = [(fit([a for a in active if a != drop])[1], drop) for drop in active]
+        trial_err, drop = min(trials)
+        if trial_err > tolerance:
+            break
+        active.remove(drop)
+    if len(active) > max_terms:
+        return None
+    coef, err = fit(active)
+    x = symbol(name)
+    expr = sympy.Add(*(sympy.Float(float(c)) * x ** powers[a]
+                       for c, a in zip(coef, active, strict=True)))
+    return QuickFit(expr, err, sum(3 for _ in active))

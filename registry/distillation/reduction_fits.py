@@ -16,7 +16,13 @@ from registry.core.expr import symbol
 from registry.distillation.angles import angle_groups, from_cosines, with_cosines
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.problem import _Problem
-from registry.distillation.quick import QuickFit, offset_power_law, power_law, power_law_scaled
+from registry.distillation.quick import (
+    QuickFit,
+    laurent,
+    offset_power_law,
+    power_law,
+    power_law_scaled,
+)
 from registry.distillation.quick import library as fit_library
 from registry.distillation.quick import polynomial as fit_polynomial
 from registry.distillation.quick import rational as fit_rational
@@ -122,6 +128,7 @@ def _quick_late(p: _Problem, record: Any, groups: Mapping[str, sympy.Expr],
             (offset_power_law(values, t, tolerance=loose), "power law above a floor", [])]
         fits += [(fit_rational(with_cosines(values, used), t, degree=2, tolerance=loose),
                   "rational in cosines", used) for used in subsets]
+        fits.append((laurent(values, t, tolerance=loose), "Laurent polynomial", []))
         for fit, label, used in fits:
             if fit is None or fit.nrmse > loose or not _sparse(fit.expr, 4):
                 continue

@@ -127,16 +127,25 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     (the slow part) is skipped."""
     base = nrmse(evaluate(expr, x), y)
     allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
+    nested = _nested_floats(expr)
     expr = _snap_floats(expr, x, y, tolerance, allowed, deadline)
-    if complexity_of(expr) >= 60 or (deadline is not None and time.monotonic() > deadline):
-        return expr
+    if nested and expr.atoms(sympy.Float):
+        # A fitted scale times a sum of fitted terms (0.0727·(1.0949·a − 1.0949·b)): no
+        # factor is simple, their products are (1/(4π)). Expanded, each term is one
+        # constant; taken when it snaps to fewer floats.
+        expanded = _snap_floats(sympy.expand(expr), x, y, tolerance, allowed, deadline)
+        if (len(expanded.atoms(sympy.Float)) < len(expr.atoms(sympy.Float))
+                and nrmse(evaluate(expanded, x), y) <= allowed):
+            expr = expanded
+    late = deadline is not None and time.monotonic() > deadline
     # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
     # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the
     # shortest form that still fits.
-    simplified = bounded_simplify(expr, deadline)
-    forms = [expr, sympy.powdenest(expr, force=True)]
+    # sympy's simplify only on short candidates and in time; the cheap forms always.
+    simplified = None if late or complexity_of(expr) >= 60 else bounded_simplify(expr, deadline)
+    forms = [expr, sympy.powdenest(expr, force=True), _split_roots(expr)]
     if simplified is not None:
-        forms += [simplified, sympy.powdenest(simplified, force=True)]
+        forms += [simplified, sympy.powdenest(simplified, force=True), _split_roots(simplified)]
     for form in sorted(forms, key=complexity_of):
         if form == expr:
             return form
@@ -145,6 +154,38 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
             # −13.83·(0.4627·a + 0.4627·b) becomes −6.4·a − 6.4·b, which is −32/5.
             return _snap_floats(form, x, y, tolerance, allowed, deadline)
     return expr
+
+
+def _split_roots(expr: sympy.Expr) -> sympy.Expr:
+    """Square roots of a ratio taken apart: √(−2c²m²/(−X)) → c·m·√2/√X (the signs of a
+    monomial over a sum made positive first). Valid where both parts are positive, which
+    the caller checks on the samples; a back-transform leaves 1/√(1/X) behind otherwise."""
+    def split(node: sympy.Expr) -> sympy.Expr:
+        if not (isinstance(node, sympy.Pow) and node.exp in (sympy.S.Half, -sympy.S.Half)):
+            return node
+        num, den = sympy.fraction(sympy.together(node.base))
+        if den == 1 or isinstance(num, sympy.Add) == isinstance(den, sympy.Add):
+            return node
+        monomial = den if isinstance(num, sympy.Add) else num
+        if monomial.as_coeff_Mul()[0] < 0:
+            num, den = sympy.expand(-num), sympy.expand(-den)
+        root = sympy.powdenest(sympy.sqrt(num), force=True) / sympy.powdenest(
+            sympy.sqrt(den), force=True)
+        return root if node.exp > 0 else 1 / root
+
+    try:
+        return expr.replace(lambda n: isinstance(n, sympy.Pow), split)
+    except (TypeError, ValueError, ArithmeticError):
+        return expr
+
+
+def _nested_floats(expr: sympy.Expr) -> bool:
+    """A float multiplies a sum that has floats of its own."""
+    return any(isinstance(node, sympy.Mul) and node.atoms(sympy.Float)
+               and any(isinstance(arg, sympy.Float) for arg in node.args)
+               and any(isinstance(arg, sympy.Add) and arg.atoms(sympy.Float)
+                       for arg in node.args)
+               for node in sympy.preorder_traversal(expr))
 
 
 def _snap_floats(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,

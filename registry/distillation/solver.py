@@ -29,6 +29,7 @@ import sympy
 
 from registry.core.expr import symbol
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
+from registry.distillation.coefficients import decompose
 from registry.distillation.dimensions import alternative_reductions, reduce_dimensions
 from registry.distillation.domain import NEARBY_STEP, Domain
 from registry.distillation.group_separation import separate_groups
@@ -170,6 +171,17 @@ def _solve(p: _Problem) -> None:
             tol = target_tolerance(p.tolerance, y, pre, target)
             if separate_groups(p, prefactor, groups, group_values, target, tol, until=until):
                 p.notes["separable_groups"] = f"f(Π) split by group on {sorted(groups)}"
+                if _good_enough(p):
+                    return
+    if len(used) >= 2 and p.enter("terms in one group"):
+        # Sums whose terms have different prefactors: linear in a few functions of one
+        # group, each coefficient a smaller problem (`coefficients.py`).
+        until = time.monotonic() + 0.25 * (p.deadline - time.monotonic())
+        for prefactor, groups, group_values, target, pre in setups[:SEARCHED_REDUCTIONS]:
+            tol = target_tolerance(p.tolerance, y, pre, target)
+            if decompose(p, prefactor, groups, group_values, target, tol, until=until):
+                p.notes["terms_in_one_group"] = (f"f(Π) linear in functions of one of "
+                                                 f"{sorted(groups)}")
                 if _good_enough(p):
                     return
     if setups[0][0] != 1 and p.enter("quick solvers"):
