@@ -3,7 +3,10 @@ when it fits about as well as the best one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 import sympy
 
 from registry.distillation.snapping import snap_constants
@@ -66,3 +69,56 @@ def test_a_slow_simplify_is_cut_off(monkeypatch) -> None:
     assert snapping.bounded_simplify(A + B, limit_s=0.3) is None
     assert time.monotonic() - started < 1.0
     assert snapping.bounded_simplify(A + B, deadline=time.monotonic() - 1) is None
+
+
+def _in_a_thread(fn: Any) -> Any:
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:
+            out["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the thread did not finish"
+    return out
+
+
+def test_simplify_is_bounded_in_a_worker_thread_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dask worker runs tasks in its own threads, where SIGALRM cannot reach: a
+    simplify of the bonus table's test_15 ran for minutes there."""
+    import time
+
+    from registry.distillation import snapping
+
+    def spin(expr: sympy.Expr) -> sympy.Expr:  # pure Python, like sympy's own loops
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            pass
+        return expr
+
+    monkeypatch.setattr(snapping.sympy, "simplify", spin)
+    started = time.monotonic()
+    out = _in_a_thread(lambda: snapping.bounded_simplify(A + B, limit_s=0.3))
+    assert out == {"value": None}
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_simplify_in_time_leaves_nothing_pending_in_its_thread() -> None:
+    import time
+
+    from registry.distillation import snapping
+
+    def simplify_then_carry_on() -> sympy.Expr | None:
+        result = snapping.bounded_simplify(A * A / A, limit_s=0.2)
+        end = time.monotonic() + 0.5  # past the limit: a stray timeout would land here
+        while time.monotonic() < end:
+            pass
+        return result
+
+    assert _in_a_thread(simplify_then_carry_on) == {"value": A}

@@ -149,7 +149,8 @@ def queried_terms(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy
         t = 1 / t if inverse else t
         g = evaluate(groups[group], batch)
         features = np.stack([phi(g) for _, _, phi in basis], axis=1)
-    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(features))):
+    if t.shape != (BASE_POINTS * STEPS,) or not (np.all(np.isfinite(t))
+                                                 and np.all(np.isfinite(features))):
         return None
     t_points = t.reshape(BASE_POINTS, STEPS)
     f_points = features.reshape(BASE_POINTS, STEPS, len(basis))

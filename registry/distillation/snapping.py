@@ -4,20 +4,19 @@ when that does not hurt the fit."""
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import sympy
 
+from registry.distillation.bounded import bounded_simplify
 from registry.distillation.candidates import complexity_of, evaluate, nrmse
 from registry.distillation.quick import snap_fraction
+from registry.distillation.refine import refine_constants
 
-__all__ = ["snap_constants"]
+__all__ = ["bounded_simplify", "snap_constants"]
 
 _ROOTS = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
           (sympy.sqrt(2), math.sqrt(2)), (sympy.sqrt(2 * sympy.pi), math.sqrt(2 * math.pi)),
@@ -82,41 +81,7 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
 NEAR_SHARE = 0.1  # an option may fit this much worse than the float and still be chosen
 CHEAP_SHARE = 0.5  # … or this much, when it costs at most 1/CHEAP_RATIO of the closest one
 CHEAP_RATIO = 4
-
-
-SIMPLIFY_MAX_S = 30.0  # without a deadline; one simplify took 60 s on a Lorentz candidate
-
-
-class _SimplifyTimeout(Exception):
-    pass
-
-
-def bounded_simplify(expr: sympy.Expr, deadline: float | None = None, *,
-                     limit_s: float = SIMPLIFY_MAX_S) -> sympy.Expr | None:
-    """`sympy.simplify(expr)`, or None when it takes longer than is left before `deadline`
-    (without one, than `limit_s`): a simplify that needs 3 s of a budget's last 10 gets
-    them, one that would take a minute past it is cut off. The bound is a SIGALRM timer,
-    so it holds in the main thread (the CLI, the benchmark's workers); in other threads
-    simplify runs unbounded, only skipped once the deadline has passed."""
-    limit = limit_s if deadline is None else deadline - time.monotonic()
-    if limit <= 0:
-        return None
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-            signal, "setitimer"):
-        return sympy.simplify(expr)
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise _SimplifyTimeout
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        return sympy.simplify(expr)
-    except _SimplifyTimeout:
-        return None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+REFIT_ABOVE = 1e-4  # tolerances (a network's error) above which snapping refits the rest
 
 
 def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
@@ -128,6 +93,9 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     base = nrmse(evaluate(expr, x), y)
     allowed = max(base * 1.5, tolerance * 0.5, 1e-12)
     nested = _nested_floats(expr)
+    normalised = _normalise_sums(expr)
+    if normalised != expr and nrmse(evaluate(normalised, x), y) <= allowed:
+        expr = normalised
     expr = _snap_floats(expr, x, y, tolerance, allowed, deadline)
     if nested and expr.atoms(sympy.Float):
         # A fitted scale times a sum of fitted terms (0.0727·(1.0949·a − 1.0949·b)): no
@@ -169,12 +137,55 @@ def _split_roots(expr: sympy.Expr) -> sympy.Expr:
         monomial = den if isinstance(num, sympy.Add) else num
         if monomial.as_coeff_Mul()[0] < 0:
             num, den = sympy.expand(-num), sympy.expand(-den)
-        root = sympy.powdenest(sympy.sqrt(num), force=True) / sympy.powdenest(
-            sympy.sqrt(den), force=True)
+        root = _positive_root(num) / _positive_root(den)
         return root if node.exp > 0 else 1 / root
 
     try:
         return expr.replace(lambda n: isinstance(n, sympy.Pow), split)
+    except (TypeError, ValueError, ArithmeticError):
+        return expr
+
+
+def _positive_root(e: sympy.Expr) -> sympy.Expr:
+    """√e with its symbols taken as positive (√(4x²) = 2x), in the original symbols."""
+    positive = {s: sympy.Dummy(s.name, positive=True) for s in e.free_symbols}
+    back = {d: s for s, d in positive.items()}
+    return sympy.powdenest(sympy.sqrt(e.xreplace(positive)), force=True).xreplace(back)
+
+
+def _normalise_sums(expr: sympy.Expr) -> sympy.Expr:
+    """Each fitted sum under a root or in a denominator scaled by one of its fitted
+    coefficients, the scale moved outside: √(33.8·a² − 67.5·a·b + 33.9·b²) becomes
+    5.81·√(a² − 2.0·a·b + 1.005·b²), whose inner constants are ratios a teacher's noise
+    leaves near simple numbers (a joint refit spreads the scale over all of them)."""
+    def scale(node: sympy.Expr) -> sympy.Expr:
+        if not (isinstance(node, sympy.Pow) and isinstance(node.base, sympy.Add)
+                and node.base.atoms(sympy.Float)
+                and not (node.exp.is_Integer and node.exp > 0)):
+            return node
+        coefficients = [t.as_coeff_Mul()[0] for t in sympy.Add.make_args(node.base)]
+        floats = [c for c in coefficients if isinstance(c, sympy.Float) and c != 0]
+        if not floats:
+            return node
+        # The scale that leaves the most whole ratios ([1, −2, 1.005] rather than
+        # [0.5, −1, 0.5025]), the largest among equals.
+        values = [float(f) for f in coefficients if f != 0]
+
+        def whole(scale: float) -> int:
+            return sum(abs(v / scale - round(v / scale)) <= 0.01 * abs(v / scale)
+                       for v in values)
+
+        c = max((float(f) for f in floats), key=lambda f: (whole(f), abs(f)))
+        c = abs(c) if not node.exp.is_Integer else c
+        if c == 1:
+            return node
+        outside = c ** float(node.exp)
+        if not math.isfinite(outside):
+            return node
+        return sympy.Float(outside) * sympy.expand(node.base / c) ** node.exp
+
+    try:
+        return expr.replace(lambda n: isinstance(n, sympy.Pow), scale)
     except (TypeError, ValueError, ArithmeticError):
         return expr
 
@@ -217,5 +228,11 @@ def _snap_floats(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
                 options.append((cost, sympy.Rational(ratio.numerator, ratio.denominator)
                                 * special))
         options += _square_roots(value, tolerance)
-        expr = _best_option(expr, f, options, x, y, allowed)
+        snapped = _best_option(expr, f, options, x, y, allowed)
+        if snapped != expr and tolerance > REFIT_ABOVE and snapped.atoms(sympy.Float):
+            # A teacher's error spreads over every fitted constant; once one is named,
+            # the others refitted around it land nearer their own simple values
+            # (AI Feynman's snap-then-reoptimise).
+            snapped = refine_constants(snapped, x, y, deadline=deadline)
+        expr = snapped
     return expr
