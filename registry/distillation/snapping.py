@@ -14,7 +14,6 @@ import sympy
 from registry.distillation.bounded import bounded_simplify
 from registry.distillation.candidates import complexity_of, evaluate, nrmse
 from registry.distillation.quick import snap_fraction
-from registry.distillation.refine import refine_constants
 
 __all__ = ["bounded_simplify", "snap_constants"]
 
@@ -81,7 +80,7 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
 NEAR_SHARE = 0.1  # an option may fit this much worse than the float and still be chosen
 CHEAP_SHARE = 0.5  # … or this much, when it costs at most 1/CHEAP_RATIO of the closest one
 CHEAP_RATIO = 4
-REFIT_ABOVE = 1e-4  # tolerances (a network's error) above which snapping refits the rest
+NEARBY = 0.1  # small rationals this close (relative) are always offered
 
 
 def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
@@ -117,6 +116,8 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     for form in sorted(forms, key=complexity_of):
         if form == expr:
             return form
+        if any(r.q > 1000 or abs(r.p) > 100_000 for r in form.atoms(sympy.Rational)):
+            continue  # simplify turned a float into a rational (28472/4531): not a name
         if nrmse(evaluate(form, x), y) <= allowed:
             # Simplifying can gather constants the pass above could not name apart:
             # −13.83·(0.4627·a + 0.4627·b) becomes −6.4·a − 6.4·b, which is −32/5.
@@ -167,15 +168,15 @@ def _normalise_sums(expr: sympy.Expr) -> sympy.Expr:
         floats = [c for c in coefficients if isinstance(c, sympy.Float) and c != 0]
         if not floats:
             return node
-        # The scale that leaves the most whole ratios ([1, −2, 1.005] rather than
-        # [0.5, −1, 0.5025]), the largest among equals.
+        # The scale that leaves the ratios nearest small whole numbers ([1, −2, 1.005]
+        # rather than [0.5, −1, 0.5025]; a large ratio counts as far from any).
         values = [float(f) for f in coefficients if f != 0]
 
-        def whole(scale: float) -> int:
-            return sum(abs(v / scale - round(v / scale)) <= 0.01 * abs(v / scale)
-                       for v in values)
+        def distance(scale: float) -> float:
+            return sum(min(abs(v / scale - round(v / scale)), 0.5) if abs(v / scale) <= 12.5
+                       else 0.5 for v in values)
 
-        c = max((float(f) for f in floats), key=lambda f: (whole(f), abs(f)))
+        c = min((float(f) for f in floats), key=lambda f: (distance(f), -abs(f)))
         c = abs(c) if not node.exp.is_Integer else c
         if c == 1:
             return node
@@ -228,11 +229,12 @@ def _snap_floats(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
                 options.append((cost, sympy.Rational(ratio.numerator, ratio.denominator)
                                 * special))
         options += _square_roots(value, tolerance)
-        snapped = _best_option(expr, f, options, x, y, allowed)
-        if snapped != expr and tolerance > REFIT_ABOVE and snapped.atoms(sympy.Float):
-            # A teacher's error spreads over every fitted constant; once one is named,
-            # the others refitted around it land nearer their own simple values
-            # (AI Feynman's snap-then-reoptimise).
-            snapped = refine_constants(snapped, x, y, deadline=deadline)
-        expr = snapped
+        # A constant the teacher barely determines (a small term's weight, 3 % off): the
+        # nearest halves, thirds and quarters too, judged by the fit like the others.
+        for denominator in (1, 2, 3, 4):
+            near = round(value * denominator)
+            if near and abs(near / denominator - value) <= NEARBY * abs(value):
+                options.append((abs(near) + denominator,
+                                sympy.Rational(near, denominator)))
+        expr = _best_option(expr, f, options, x, y, allowed)
     return expr
