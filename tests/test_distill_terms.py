@@ -235,3 +235,19 @@ def test_a_constant_the_teacher_barely_determines_still_snaps_to_a_small_ratio()
     y = y + rng.normal(0, 0.01 * np.std(y), len(y))
     fitted = a**2 + sympy.Float(1.034) * b
     assert snap_constants(fitted, x, y, tolerance=0.02) == truth
+
+
+def test_scaling_a_root_keeps_its_squares() -> None:
+    """Newton's gravity between two points from a network: scaling the denominator's sum
+    must not expand (y₂ − y₁)² into six terms (the law would lose to its unsnapped,
+    shorter self)."""
+    from registry.core.expr import parse_expression
+    from registry.distillation.snapping import _normalise_sums
+
+    names = ["x1", "x2", "y1", "y2"]
+    fitted = parse_expression("1/((x2 - x1)**2*(1 + 1.0003*(y2 - y1)**2/(x2 - x1)**2))",
+                              names=names)
+    scaled = _normalise_sums(fitted)
+    x1, x2, y1, y2 = (symbol(n) for n in names)
+    assert (y2 - y1) ** 2 in set(sympy.preorder_traversal(scaled))
+    assert len(scaled.atoms(sympy.Float)) == 2

@@ -183,7 +183,9 @@ def _normalise_sums(expr: sympy.Expr) -> sympy.Expr:
         outside = c ** float(node.exp)
         if not math.isfinite(outside):
             return node
-        return sympy.Float(outside) * sympy.expand(node.base / c) ** node.exp
+        # Term by term, not expanded: (y₂ − y₁)² stays a square.
+        inside = sympy.Add(*(t / c for t in sympy.Add.make_args(node.base)))
+        return sympy.Float(outside) * inside ** node.exp
 
     try:
         return expr.replace(lambda n: isinstance(n, sympy.Pow), scale)
