@@ -7,13 +7,15 @@ the leading term of: an orbit `1 + √(1 + 2π)·cos Δθ`, Jackson's image char
 basis functions φₖ (powers of π_j, or for an angle its cosine, sine and their
 products) whose coefficients are functions of the other groups only.
 
-From the samples alone (the teacher is not asked again), each coefficient is expanded
-in a Chebyshev series over the other groups and all are fitted together by least
-squares; basis functions are dropped while the fit holds, and the split is used when
-at most `MAX_TERMS` remain. Each remaining coefficient is then a problem with one group
-fewer: a constant, or a law found by the quick solvers, a split by group
-(`group_separation.py`), this decomposition again (one level deeper), or a short
-search. The terms are summed, every constant refitted against the target
+Where an input appears in π_j and in no other group, the teacher is asked along it: at
+each of a few hundred points the coefficients are a least-squares fit over values of
+that input (`queried_terms`, exact up to the teacher's error). Otherwise (and one level
+down) the samples are used: each coefficient a Chebyshev series over the other groups,
+all fitted together (`linear_terms`). Basis functions are dropped while the fit holds,
+and the split is used when at most `MAX_TERMS` remain. Each remaining coefficient is
+then a problem with one group fewer: a constant, or a law found by the quick solvers,
+a split by group (`group_separation.py`), this decomposition again (one level deeper),
+or a short search. The terms are summed, every constant refitted against the target
 (`refine.py`), and the law is a candidate like any other, scored and snapped against
 the teacher. It is tried on the target and on its inverse (`(1 + β·cos θ)/√(1 − β²)`
 is linear in cos θ where the Doppler shift itself is not).
@@ -30,8 +32,9 @@ import sympy
 
 from registry.core.expr import symbol
 from registry.distillation.angles import angle_groups
-from registry.distillation.candidates import Candidate, complexity_of, evaluate, nrmse
+from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.problem import _Problem
+from registry.distillation.quick import backward_eliminate
 from registry.distillation.refine import refine_constants
 
 __all__ = ["decompose", "linear_terms", "queried_terms"]
@@ -77,14 +80,8 @@ def _prune(fit: Callable[[list[int]], tuple[np.ndarray, float]],
     """Drop basis functions while the fit stays within `HOLD` of the full one: the kept
     indices and the fit's error, or None when more than `MAX_TERMS` (or only the
     constant) remain."""
-    kept = list(range(size))
-    _, full = fit(kept)
-    allowed = max(HOLD * full, 1e-13)
-    while len(kept) > 1:
-        err, drop = min((fit([k for k in kept if k != drop])[1], drop) for drop in kept)
-        if err > allowed:
-            break
-        kept.remove(drop)
+    _, full = fit(list(range(size)))
+    kept = backward_eliminate(fit, size, max(HOLD * full, 1e-13))
     if len(kept) > MAX_TERMS or kept == [0]:
         return None
     return kept, fit(kept)[1]
@@ -274,7 +271,5 @@ def _coefficient_law(p: _Problem, rest: Mapping[str, np.ndarray], c: np.ndarray,
 def _found_within(sub: _Problem, rest: Mapping[str, np.ndarray], c: np.ndarray,
                   loose: float) -> bool:
     """A candidate with few constants already fits the coefficient within `loose`."""
-    from registry.distillation.candidates import _sparse
-
     return any(_sparse(cand.expr, 4) and nrmse(evaluate(cand.expr, rest), c) <= loose
                for cand in sub.found)

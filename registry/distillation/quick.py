@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -21,8 +21,8 @@ import sympy
 
 from registry.core.expr import symbol
 
-__all__ = ["QuickFit", "laurent", "library", "offset_power_law", "polynomial", "power_law",
-           "rational", "snap_fraction"]
+__all__ = ["QuickFit", "backward_eliminate", "laurent", "library", "offset_power_law",
+           "polynomial", "power_law", "rational", "snap_fraction"]
 
 
 @dataclass(frozen=True)
@@ -366,20 +366,26 @@ def laurent(variables: Mapping[str, np.ndarray], y: np.ndarray, *, tolerance: fl
         coef, *_ = np.linalg.lstsq(design[:, active], y, rcond=None)
         return coef, _nrmse(design[:, active] @ coef, y)
 
-    active = list(range(len(powers)))
-    coef, err = fit(active)
-    if err > tolerance:
+    if fit(list(range(len(powers))))[1] > tolerance:
         return None
-    while len(active) > 1:
-        trials = [(fit([a for a in active if a != drop])[1], drop) for drop in active]
-        trial_err, drop = min(trials)
-        if trial_err > tolerance:
-            break
-        active.remove(drop)
+    active = backward_eliminate(fit, len(powers), tolerance)
     if len(active) > max_terms:
         return None
     coef, err = fit(active)
     x = symbol(name)
     expr = sympy.Add(*(sympy.Float(float(c)) * x ** powers[a]
                        for c, a in zip(coef, active, strict=True)))
-    return QuickFit(expr, err, sum(3 for _ in active))
+    return QuickFit(expr, err, 3 * len(active))
+
+
+def backward_eliminate(fit: Callable[[list[int]], tuple[np.ndarray, float]], size: int,
+                       allowed: float) -> list[int]:
+    """Of terms 0…size−1, drop one at a time the term whose loss hurts the fit least, while
+    `fit(kept)`'s error stays within `allowed`; the indices kept."""
+    kept = list(range(size))
+    while len(kept) > 1:
+        err, drop = min((fit([k for k in kept if k != drop])[1], drop) for drop in kept)
+        if err > allowed:
+            break
+        kept.remove(drop)
+    return kept

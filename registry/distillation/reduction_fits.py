@@ -111,8 +111,9 @@ def _quick(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
 def _quick_late(p: _Problem, record: Any, groups: Mapping[str, sympy.Expr],
                 values: Mapping[str, np.ndarray], target: np.ndarray, tol: float) -> None:
     """The solvers tried after the others found nothing short: a power law above a floor
-    (α = √(1 + 2·π/Z²)), and rational laws in the cosines of angle groups (`angles.py`),
-    each on the target and its transforms, judged against the target."""
+    (α = √(1 + 2·π/Z²)), rational laws in the cosines of angle groups (`angles.py`) and a
+    sparse Laurent polynomial, each on the target and its transforms, judged against the
+    target."""
     sign = 1.0 if np.all(target > 0) else -1.0
     angles = angle_groups(groups, values)
     # Which dimensionless group is an angle the values cannot say (α from 2 to 4 is not):

@@ -107,8 +107,8 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     late = deadline is not None and time.monotonic() > deadline
     # sympy's idea of simpler is not ours (it turns m/√(1 − v²/c²) into
     # m·|c|·√(1/(c² − v²))), and denesting √(1/x) into x^(-1/2) assumes signs: take the
-    # shortest form that still fits.
-    # sympy's simplify only on short candidates and in time; the cheap forms always.
+    # shortest form that still fits. simplify only on short candidates and in time; the
+    # cheap forms always.
     simplified = None if late or complexity_of(expr) >= 60 else bounded_simplify(expr, deadline)
     forms = [expr, sympy.powdenest(expr, force=True), _split_roots(expr)]
     if simplified is not None:
