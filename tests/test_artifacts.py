@@ -162,3 +162,34 @@ def test_weights_pushed_to_s3_load_in_a_fresh_clone_and_tampering_is_refused(
     git(tmp_path, "clone", "-q", str(dvc_repo), str(other))
     with pytest.raises(IntegrityError, match="altered; refused"):
         registry.open(other).load("drag-net@1.0.0")
+
+
+def test_a_registration_that_fails_after_dvc_took_the_files_puts_them_back(
+        dvc_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry.errors import RegistryError
+    from registry.store import artifacts
+
+    folder = dvc_repo / "modules" / "drag-net"
+    weights = (folder / "weights.safetensors").read_bytes()
+    index = git(dvc_repo, "ls-files", "--stage", "--", "modules/drag-net")
+    status = git(dvc_repo, "status", "--porcelain", "--ignored", "--", "modules")
+    calls: list[list[str]] = []
+
+    def unreachable(root: Path, where: Path) -> str:
+        calls.append(sorted(p.name for p in where.glob("*.dvc")))  # tracked by now
+        raise RegistryError("modules/drag-net: pushing its DVC-tracked files failed")
+
+    monkeypatch.setattr(artifacts, "push", unreachable)
+    with pytest.raises(RegistryError, match="pushing its DVC-tracked files failed"):
+        registry.open(dvc_repo).register(folder)
+    assert calls == [["test.npz.dvc", "weights.safetensors.dvc"]]
+    assert not list(folder.glob("*.dvc")) and not (folder / ".gitignore").exists()
+    assert git(dvc_repo, "ls-files", "--stage", "--", "modules/drag-net") == index
+    assert git(dvc_repo, "status", "--porcelain", "--ignored", "--", "modules") == status
+    assert (folder / "weights.safetensors").read_bytes() == weights
+    assert not git(dvc_repo, "tag", "--list")
+    monkeypatch.undo()
+    monkeypatch.setenv("REGISTRY_DVC_THRESHOLD_BYTES", "1000")
+    result = registry.open(dvc_repo).register(folder)  # and a second try goes through
+    assert "modules/drag-net/weights.safetensors.dvc" in git(
+        dvc_repo, "ls-tree", "-r", "--name-only", result.commit, "modules/drag-net").split()

@@ -29,9 +29,9 @@ from typing import Any
 
 from registry.errors import IntegrityError, ManifestError, NotFound, RegistryError
 
-__all__ = ["MAX_ARTIFACT_BYTES", "Pointer", "parse_pointer", "push", "read_committed",
-           "read_tracked",
-           "read_workspace", "threshold", "track_large"]
+__all__ = ["MAX_ARTIFACT_BYTES", "Pointer", "Tracking", "parse_pointer", "push",
+           "read_committed", "read_tracked", "read_workspace", "threshold", "track_large",
+           "untracked_ignored"]
 
 log = logging.getLogger("registry.store")
 DEFAULT_THRESHOLD_BYTES = 5 * 1024 * 1024
@@ -98,42 +98,84 @@ def _dvc_repo(root: Path) -> Any:
     return Repo(str(root))
 
 
-def track_large(repo: Any, root: Path, folder: Path, relpaths: list[str]) -> list[str]:
-    """`dvc add` each file of the module over the threshold, or already tracked (its
-    pointer refreshed), first leaving git's index if git held it (`repo`, a GitRepo: the
-    registration's commit then records the pointer in its place); returns one line per
-    tracked file for the user."""
+def _chosen(folder: Path, relpaths: list[str]) -> dict[Path, str]:
+    """The module's files DVC keeps, each with why: over the threshold, tracked before, or
+    over `COMPANION_BYTES` beside a file over the threshold."""
     limit = threshold()
     files = [folder / relpath for relpath in relpaths if (folder / relpath).is_file()]
     large = any(path.stat().st_size > limit for path in files)
-    chosen, why = [], {}
+    why: dict[Path, str] = {}
     for path in files:
         size = path.stat().st_size
         if path.with_name(path.name + ".dvc").is_file() or size > limit:
-            chosen.append(path)
             why[path] = f"over {limit / 1e6:g} MB" if size > limit else "tracked before"
         elif large and size > COMPANION_BYTES:
-            chosen.append(path)
             why[path] = f"beside a file over {limit / 1e6:g} MB"
-    if not chosen:
-        return []
-    with _dvc_repo(root) as dvc:
-        for path in chosen:
-            repo.run("rm", "-q", "--cached", "--ignore-unmatch", "--",
-                     str(path.relative_to(root)))
-        dvc.add([str(p) for p in chosen])
-    return [f"{p.relative_to(root)} ({p.stat().st_size / 1e6:.1f} MB, {why[p]}) "
-            f"is tracked with DVC: git keeps {p.name}.dvc, the bytes go to the DVC cache and "
-            "remote" for p in chosen]
+    return why
 
 
-def prepare(repo: Any, root: Path, folder: Path, relfolder: str,
-            relpaths: list[str]) -> list[str]:
-    """Before a registration: track the module's large files (one line each to the log);
-    returns the files git ignores that DVC does not keep (they would be lost)."""
-    for line in track_large(repo, root, folder, relpaths):
-        log.warning("registry: %s", line)
-    return [f for f in repo.ignored_files(relfolder) if not (root / f"{f}.dvc").is_file()]
+@dataclass
+class Tracking:
+    """What `track_large` changed, so that a registration failing before its commit can put
+    the checkout back as it was (pointers, the folder's `.gitignore`, git's index)."""
+
+    repo: Any
+    root: Path
+    paths: list[Path]
+    before: dict[Path, bytes | None]  # the pointer and `.gitignore` files' previous content
+    index: str  # `git ls-files --stage` of the tracked files before
+
+    def undo(self) -> None:
+        for path, data in self.before.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(data)
+        for path in self.paths:  # a cache link (DVC's `cache.type`) back to a plain file
+            if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
+                data = path.read_bytes()
+                path.unlink()
+                path.write_bytes(data)
+        if self.index:
+            self.repo.run("update-index", "--index-info", stdin=self.index.encode())
+
+
+def track_large(repo: Any, root: Path, folder: Path, relpaths: list[str]) -> Tracking | None:
+    """`dvc add` each file of the module DVC keeps (`_chosen`; a pointer there before is
+    refreshed), first leaving git's index if git held it (`repo`, a GitRepo: the
+    registration's commit then records the pointer in its place); one line logged per
+    tracked file for the user. None when no file goes to DVC; else what `undo` reverts."""
+    why = _chosen(folder, relpaths)
+    if not why:
+        return None
+    chosen = list(why)
+    rel = [str(p.relative_to(root)) for p in chosen]
+    kept = [*(p.with_name(p.name + ".dvc") for p in chosen),
+            *{p.parent / ".gitignore" for p in chosen}]  # DVC ignores each file beside it
+    tracking = Tracking(repo, root, chosen,
+                        {p: p.read_bytes() if p.is_file() else None for p in kept},
+                        repo.run("ls-files", "--stage", "--", *rel))
+    try:
+        with _dvc_repo(root) as dvc:
+            repo.run("rm", "-q", "--cached", "--ignore-unmatch", "--", *rel)
+            dvc.add([str(p) for p in chosen])
+    except BaseException:
+        tracking.undo()
+        raise
+    for p in chosen:
+        log.warning("registry: %s (%.1f MB, %s) is tracked with DVC: git keeps %s.dvc, the "
+                    "bytes go to the DVC cache and remote", p.relative_to(root),
+                    p.stat().st_size / 1e6, why[p], p.name)
+    return tracking
+
+
+def untracked_ignored(repo: Any, root: Path, folder: Path, relfolder: str,
+                      relpaths: list[str]) -> list[str]:
+    """The module's files git ignores that DVC will not keep (a registration would lose
+    them): checked before anything is measured or tracked."""
+    kept = {str(p.relative_to(root)) for p in _chosen(folder, relpaths)}
+    return [f for f in repo.ignored_files(relfolder)
+            if f not in kept and not (root / f"{f}.dvc").is_file()]
 
 
 def push(root: Path, folder: Path) -> str | None:

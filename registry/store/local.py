@@ -194,9 +194,9 @@ class LocalStore:
                                 f"folder `{folder.name}`; rename one so they agree")
         manifest, done = self._version_for(manifest, manifest_path, bump)
         relfolder = f"{MODULES_DIR}/{manifest.name}"
-        if done is None:
-            ignored = artifacts.prepare(self.repo, self.root, folder, relfolder,
-                                        [ref.path for _, ref in manifest.files()])
+        if done is None:  # (DVC tracks the large files at the commit, undone if it fails)
+            ignored = artifacts.untracked_ignored(self.repo, self.root, folder, relfolder,
+                                                  [ref.path for _, ref in manifest.files()])
             if ignored:
                 raise ManifestError(f"{folder}: {', '.join(ignored)} are ignored by git, so the "
                                     "version would lack them; remove them from .gitignore, or "
@@ -225,25 +225,29 @@ class LocalStore:
             _, done = self._version_for(pending.manifest, manifest_path, None)
             if done is not None:
                 return done
-            artifacts.push(self.root, pending.folder)  # before a tag names them
-            original = manifest_path.read_bytes()
-            gitdir = self.repo.gitdir
-            filled = self._fill_provenance(manifest, relfolder)
-            text = dump_manifest(filled)
-            parse_manifest(text, source=str(manifest_path))
-            journal = journal_for(self, filled.ref, relfolder, original, text)
-            journal.write(gitdir)
-            crash_point("journal")
+            head_before, journal = self.repo.head(), None
+            tracking = artifacts.track_large(self.repo, self.root, pending.folder,
+                                             [ref.path for _, ref in manifest.files()])
             try:
+                artifacts.push(self.root, pending.folder)  # before a tag names them
+                original, gitdir = manifest_path.read_bytes(), self.repo.gitdir
+                filled = self._fill_provenance(manifest, relfolder)
+                parse_manifest(text := dump_manifest(filled), source=str(manifest_path))
+                journal = journal_for(self, filled.ref, relfolder, original, text)
+                journal.write(gitdir)
+                crash_point("journal")
                 write_manifest(filled, manifest_path)
                 crash_point("manifest")
                 commit = self.repo.commit_folder(relfolder, register_subject(filled.ref))
                 crash_point("commit")
             except BaseException:
-                if self.repo.head() == journal.head_before:  # nothing committed: undo
-                    self.repo.run("reset", "-q", "--", relfolder, check=False)
-                    manifest_path.write_bytes(original)
-                    Journal.clear(gitdir)
+                if self.repo.head() == head_before:  # nothing committed: undo
+                    if journal is not None:
+                        self.repo.run("reset", "-q", "--", relfolder, check=False)
+                        manifest_path.write_bytes(original)
+                        Journal.clear(gitdir)
+                    if tracking is not None:  # the files DVC took are git's again
+                        tracking.undo()
                 raise  # (a commit made stays journaled: the next registration tags it)
             tag = version_tag(filled.name, filled.version)
             self.repo.create_tag(tag, commit, f"Registering artifact {filled.name} version "
