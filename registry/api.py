@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,11 +208,8 @@ class Registry:
     # writing -------------------------------------------------------------------
 
     def register(self, path: str | Path, *, bump: Bump | None = None) -> RegisterResult:
-        """Validate, measure metrics and cost, commit and tag the module at `path`.
-
-        With `bump`, changed content is registered as the next version after the
-        latest instead of raising `VersionConflict`.
-        """
+        """Validate, measure metrics and cost, commit and tag the module at `path`; with
+        `bump`, changed content registers as the next version, not a `VersionConflict`."""
         pending = self.store.stage(Path(path), bump=bump)
         if pending.done is not None:
             return pending.done
@@ -242,11 +240,8 @@ class Registry:
         training: TrainingCost | None = None, mlflow_run_id: str | None = None,
         evaluation_data: Path | None = None, summary: str | None = None, bump: Bump = "patch",
     ) -> RegisterResult:
-        """Write `modules/<name>/` (pinned spec, weights, manifest) and register it.
-
-        The spec's module references are pinned to the exact versions used; a
-        changed composite registers as the next `bump` (patch) version.
-        """
+        """Write `modules/<name>/` (spec pinned to the exact versions used, weights,
+        manifest) and register it; a changed composite registers as the next `bump`."""
         from registry.composition.folder import write_composite
 
         local = self._local("register a composite")
@@ -288,25 +283,22 @@ class Registry:
 
     def distill(self, ref: str, *, budget_s: float = 60.0, name: str | None = None,
                 out: Path | None = None, tolerance: float | None = None,
-                node: str | None = None, data: builtins.list[Path] | None = None
-                ) -> DistillReport:
-        """Distil the module `ref` (queried as a black box) into an equation module.
-
-        With `out`, writes `<out>/<name>/` (module.yaml, pareto.png, distill.json);
-        `registry register` takes it from there. The tolerance defaults to twice the
-        teacher's recorded test nRMSE (a network is trusted only that far).
-
-        With `node`, distils that node of the composite `ref` instead, from the values it
-        saw while the composite ran over `data` (`.npz` files: its training data), else over
-        its evaluation data, into `<out or modules>/<name or composite-node>/` (tolerance
-        default 1e-2).
-        """
+                node: str | None = None, data: builtins.list[Path] | None = None,
+                jobs: int = 1, cluster: str | None = None) -> DistillReport:
+        """Distil the module `ref` (queried as a black box) into an equation module; with
+        `out`, write `<out>/<name>/` (module.yaml, pareto.png, distill.json) for `registry
+        register`. The tolerance defaults to twice the teacher's test nRMSE. With `node`,
+        distil that node of the composite `ref` from the values it saw while the composite
+        ran over `data` (`.npz`: its training data; else its evaluation data) into `<out or
+        modules>/<name or composite-node>/` (tolerance 1e-2). `jobs` / `cluster`: outputs
+        side by side on Dask, each worker loading the teacher by its reference."""
         from registry.distillation.registered import distill_reference
 
-        local = self._local("distill")
-        return distill_reference(self.loader, self.store.resolve(ref), root=local.root,
-                                 commit=local.repo.head(), budget_s=budget_s, name=name,
-                                 out=out, tolerance=tolerance, node=node, data=data)
+        local, resolved = self._local("distill"), self.store.resolve(ref)
+        load = partial(_load, str(local.root), resolved.exact, node)  # what a worker builds
+        return distill_reference(self.loader, resolved, root=local.root, commit=local.repo.head(),
+                                 budget_s=budget_s, name=name, out=out, tolerance=tolerance,
+                                 node=node, data=data, jobs=jobs, cluster=cluster, load=load)
 
     def shrink(self, ref: str, *, name: str | None = None, out: Path | None = None,
                register: bool = False, **method: Any) -> ShrinkReport:
@@ -392,6 +384,12 @@ def open(path: str | Path | None = None, *, token: str | None = None,
     from registry.store.local import LocalStore
 
     return Registry(LocalStore(find_root(Path(path))))
+
+
+def _load(root: str, ref: str, node: str | None) -> Any:
+    """`ref` (or its composite's `node`) loaded afresh, hashes checked: a task's teacher."""
+    module = open(root).load(ref)
+    return module if node is None else module.get_submodule(f"nodes.{node}")
 
 
 def schema() -> dict[str, Any]:

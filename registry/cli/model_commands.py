@@ -149,12 +149,18 @@ def distill(
         "--data", help="With --node: data (.npz) to run the composite over instead of its "
                        "evaluation data (its inputs; or its inputs and states, run through "
                        "its rates).")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Solve the outputs side by side on this "
+                                      "many local worker processes (a Dask LocalCluster).")]
+    = 1,
+    cluster: Annotated[str | None, typer.Option(help="Send the outputs' searches to this "
+                                                "Dask scheduler (tcp://HOST:8786; default: "
+                                                "$REGISTRY_DASK_SCHEDULER).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Distil a module (queried as a black box) into an equation module; with --node, a
     node of a composite, from the values it saw while the composite ran over its data."""
     report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance,
-                                 node=node, data=data_files)
+                                 node=node, data=data_files, jobs=jobs, cluster=cluster)
     result = report.result
     data: dict[str, Any] = {"teacher": report.teacher, **result.to_dict()}
     if report.teacher_cost is not None and report.student_cost is not None:

@@ -310,6 +310,16 @@ class EnergyReport:
     intensity_source: str | None = None
     note: str | None = None
 
+    def plus(self, other: EnergyReport) -> EnergyReport:
+        """This block and `other` (a task it ran in another process, side by side with it):
+        energy, CPU time and carbon added, the wall-clock time this block's."""
+        from dataclasses import replace
+
+        method = self.method if other.method == self.method else f"{self.method}+{other.method}"
+        return replace(self, energy_j=self.energy_j + other.energy_j,
+                       cpu_s=self.cpu_s + other.cpu_s, co2_kg=self.co2_kg + other.co2_kg,
+                       method=method)
+
     def to_training_cost(self) -> TrainingCost:
         """The manifest's `cost.training` entry."""
         return TrainingCost(energy_j=self.energy_j, co2_kg=self.co2_kg,

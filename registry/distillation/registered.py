@@ -22,6 +22,8 @@ from registry.core.manifest import MANIFEST_FILE, MlflowRun, write_manifest
 from registry.errors import ManifestError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from registry.cost.measure import ModuleCost
     from registry.distillation import DistillResult
     from registry.distillation.recording import Recording
@@ -53,8 +55,11 @@ def default_tolerance(resolved: Resolved) -> float:
 
 def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
                        commit: str | None, budget_s: float = 60.0, name: str | None = None,
-                       out: Path | None = None, tolerance: float | None = None) -> DistillReport:
-    """Distil the built teacher `module` of `resolved` into an equation module."""
+                       out: Path | None = None, tolerance: float | None = None,
+                       jobs: int = 1, cluster: str | None = None,
+                       load: Callable[[], Any] | None = None) -> DistillReport:
+    """Distil the built teacher `module` of `resolved` into an equation module (`jobs`,
+    `cluster`: its outputs side by side on Dask, the workers building it with `load`)."""
     from registry.distillation import distill
     from registry.mlflow.tracking import mlflow_run
 
@@ -69,10 +74,10 @@ def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
                     params={"teacher": teacher.ref, "name": name, "budget_s": budget_s,
                             "tolerance": tolerance},
                     tags={"git_commit": commit}) as run:
-        result = distill(module, inputs={n: (p.unit, p.range)
-                                         for n, p in teacher.inputs.items()},
+        result = distill(_shipped(module, load), inputs={n: (p.unit, p.range)
+                                                         for n, p in teacher.inputs.items()},
                          outputs={n: p.unit for n, p in teacher.outputs.items()},
-                         budget_s=budget_s, tolerance=tolerance)
+                         budget_s=budget_s, tolerance=tolerance, jobs=jobs, cluster=cluster)
         energy = result.energy
         run.set_tags({"found": str(result.found),
                       "energy_method": energy.method if energy else "none"})
@@ -93,6 +98,14 @@ def distill_registered(resolved: Resolved, module: PortModule, *, root: Path,
         _write_folder(folder, manifest, result, {"teacher": teacher.ref, "tolerance": tolerance},
                       teacher_cost, student_cost)
     return DistillReport(result, teacher.ref, folder, teacher_cost, student_cost, tolerance)
+
+
+def _shipped(module: Any, load: Callable[[], Any] | None) -> Any:
+    """The teacher as the distiller gets it: the built module, which travels to tasks in
+    other processes by name (`LoadedTeacher`) when `load` is given."""
+    from registry.distillation.teacher import LoadedTeacher
+
+    return module if load is None else LoadedTeacher(load, module)
 
 
 def _costs(manifest: Any, teacher: PortModule, teacher_manifest: Any,
@@ -127,7 +140,9 @@ RECORDED_FILE = "recorded.npz"
 
 def distill_part(recording: Recording, part: PortModule, *, distilled_from: str, root: Path,
                  commit: str | None, out: Path, budget_s: float = 60.0, name: str,
-                 tolerance: float = 1e-2, seed: int = 0) -> DistillReport:
+                 tolerance: float = 1e-2, seed: int = 0, jobs: int = 1,
+                 cluster: str | None = None, load: Callable[[], Any] | None = None
+                 ) -> DistillReport:
     """Distil a recorded part (`part`, queried on the points it saw) into an equation module
     at `<out>/<name>/`: module.yaml (distilled_from the part, the recording's hash), a sample
     of the recording as its evaluation data, pareto.png and distill.json."""
@@ -146,8 +161,9 @@ def distill_part(recording: Recording, part: PortModule, *, distilled_from: str,
                             "tolerance": tolerance, "recorded_rows": len(recording.x),
                             "recorded_calls": recording.calls},
                     tags={"git_commit": commit, "recorded_sha256": recording.sha256}) as run:
-        result = distill(part, inputs=inputs, outputs=recording.outputs, budget_s=budget_s,
-                         tolerance=tolerance, seed=seed, points=points)
+        result = distill(_shipped(part, load), inputs=inputs, outputs=recording.outputs,
+                         budget_s=budget_s, tolerance=tolerance, seed=seed, points=points,
+                         jobs=jobs, cluster=cluster)
         run.set_tags({"found": str(result.found)})
         run.log_metrics({f"nrmse_{o}": c.nrmse for o, c in result.chosen.items()})
         if not result.found:
@@ -229,13 +245,15 @@ def record_registered_node(resolved: Resolved, net: Any, node: str,
 def distill_reference(loader: Loader, resolved: Resolved, *, root: Path, commit: str | None,
                       budget_s: float, name: str | None, out: Path | None,
                       tolerance: float | None, node: str | None,
-                      data: list[Path] | None) -> DistillReport:
+                      data: list[Path] | None, jobs: int = 1, cluster: str | None = None,
+                      load: Callable[[], Any] | None = None) -> DistillReport:
     """`Registry.distill`: the module `resolved`, or with `node` that node of a composite,
     recorded over `data` (else its evaluation data) into `<out or modules>/<name or
     composite-node>/` (tolerance default 1e-2)."""
     if node is None:
         return distill_registered(resolved, loader.build(resolved), root=root, commit=commit,
-                                  budget_s=budget_s, name=name, out=out, tolerance=tolerance)
+                                  budget_s=budget_s, name=name, out=out, tolerance=tolerance,
+                                  jobs=jobs, cluster=cluster, load=load)
     if resolved.manifest.kind != "composite":
         from registry.errors import DistillationError
 
@@ -249,4 +267,5 @@ def distill_reference(loader: Loader, resolved: Resolved, *, root: Path, commit:
                         distilled_from=recording.part, root=root, commit=commit,
                         out=out or root / MODULES_DIR, budget_s=budget_s,
                         name=name or f"{resolved.manifest.name}-{node}",
-                        tolerance=1e-2 if tolerance is None else tolerance)
+                        tolerance=1e-2 if tolerance is None else tolerance, jobs=jobs,
+                        cluster=cluster, load=load)

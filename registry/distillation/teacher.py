@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["Teacher", "teacher_from_callable"]
+__all__ = ["LoadedTeacher", "Teacher", "teacher_from_callable"]
 
 Teacher = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -27,3 +27,28 @@ def teacher_from_callable(fn: Callable[..., object], inputs: list[str], output: 
         return np.asarray(out, dtype=np.float64).reshape(len(x), -1)[:, output]
 
     return query
+
+
+class LoadedTeacher:
+    """A teacher named by `load` (a picklable callable returning the module, e.g. a
+    `functools.partial` over the registry's loader and a reference): what travels to a
+    worker process is that name, never the weights; each process loads the module, its
+    hashes checked, on its first call. `module`: the one already built here (used in this
+    process, never pickled)."""
+
+    def __init__(self, load: Callable[[], Callable[..., object]],
+                 module: Callable[..., object] | None = None) -> None:
+        self.load = load
+        self._module = module
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"load": self.load}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.load = state["load"]  # type: ignore[assignment]
+        self._module = None
+
+    def __call__(self, x: object) -> object:
+        if self._module is None:
+            self._module = self.load()
+        return self._module(x)

@@ -1,0 +1,78 @@
+"""Issue 17: distillation on the task model — a module's outputs solved side by side on a
+Dask LocalCluster of worker processes, each loading the teacher by its reference."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import registry
+from registry.distillation.teacher import LoadedTeacher
+from registry.errors import RegistryError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
+                                        "ignore::ResourceWarning", "ignore::UserWarning")
+
+KINETICS = """\
+schema: 1
+name: kinetics
+version: 1.0.0
+kind: equation
+summary: Momentum and kinetic energy of a moving mass
+inputs:
+  m: {unit: kg, range: [0.5, 5.0]}
+  v: {unit: m/s, range: [1.0, 10.0]}
+outputs:
+  p: {unit: kg m/s}
+  E: {unit: J}
+equation:
+  p: m*v
+  E: m*v**2/2
+"""
+
+
+@pytest.fixture
+def kinetics(repo: Path) -> registry.Registry:
+    (repo / "modules" / "kinetics").mkdir()
+    (repo / "modules" / "kinetics" / "module.yaml").write_text(KINETICS)
+    return registry.open(repo)
+
+
+def test_outputs_distilled_side_by_side_equal_the_serial_run(kinetics: registry.Registry) -> None:
+    serial = kinetics.distill("kinetics@workspace", budget_s=8)
+    cpu = time.process_time()
+    fanned = kinetics.distill("kinetics@workspace", budget_s=8, jobs=2)
+    here = time.process_time() - cpu
+    assert serial.result.found and fanned.result.found
+    assert fanned.result.equations == serial.result.equations == {"p": "m*v", "E": "m*v**2/2"}
+    # the searches ran in the workers: their CPU time is counted on top of this process's
+    energy = fanned.result.energy
+    assert energy is not None and energy.cpu_s > here
+    assert energy.method.startswith("estimated")
+
+
+def test_a_scheduler_that_is_down_is_named(kinetics: registry.Registry) -> None:
+    with pytest.raises(RegistryError, match=re.escape("the Dask scheduler at tcp://127.0.0.1:9 "
+                                                      "cannot be reached")):
+        kinetics.distill("kinetics@workspace", budget_s=4, cluster="tcp://127.0.0.1:9")
+
+
+def test_a_teacher_travels_by_name_never_with_its_weights(kinetics: registry.Registry) -> None:
+    from functools import partial
+
+    from registry.api import _load
+
+    root = str(kinetics.root)
+    built = kinetics.load("drag-net@workspace")
+    teacher = LoadedTeacher(partial(_load, root, "drag-net@workspace", None), built)
+    shipped = pickle.dumps(teacher)
+    assert len(shipped) < 1000 and b"weight" not in shipped  # 19 KB of weights stay here
+    arrived = pickle.loads(shipped)
+    x = torch.tensor([[1.2, 0.47, 0.0042, 30.0]])
+    assert arrived._module is None
+    assert torch.equal(arrived(x), built(x))  # loaded afresh (hashes checked) on first call
