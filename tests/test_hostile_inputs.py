@@ -277,6 +277,52 @@ def test_yaml_ish_text_gives_a_manifest_or_a_manifest_error(text: str) -> None:
         named(outcome, "m.yaml: ")
 
 
+def _constructed_by_pyyaml(text: str) -> Any:
+    """What the strict loader's nodes give through PyYAML's own constructor (the reference
+    for `_construct`, the index's fast path), or the error it raises."""
+    loader = manifest_file._FAST(text)
+    try:
+        return loader.get_single_data()
+    except Exception as exc:  # the outcome compared
+        return exc
+    finally:
+        loader.dispose()
+
+
+def _outcome(text: str) -> Any:
+    try:
+        return manifest_file._load(manifest_file._FAST, text)
+    except Exception as exc:
+        return exc
+
+
+def _same(fast: Any, reference: Any) -> None:
+    if isinstance(reference, Exception):
+        assert type(fast) is type(reference) and str(fast) == str(reference)
+    else:
+        assert not isinstance(fast, Exception), fast
+        assert repr(fast) == repr(reference)  # repr: nan equals itself, types are kept
+
+
+@pytest.mark.parametrize("text", [
+    *(p.read_text() for p in sorted(MODULES.glob("*/module.yaml"))),
+    "a: {b: [1, 2.5, true, null, ~, 0x1F, 1_000, '3'], c: 2024-01-02 03:04:05}\n",
+    "a: !!binary aGVsbG8=\nb: !!set {x, y}\nc: !!omap [{k: 1}]\nd: !!str 12\n",
+    "base: {x: 1}\nm: {<<: {x: 2, y: 3}, z: 4}\n",
+    "? [a]\n: b", "{1: a, true: b}", "{.nan: 1, .nan: 2}", "a: {b: 1, b: 2}\na: 3",
+    "a: !!str {b: 1}", "a: !!int x", "- !!float 1e999\n- .inf\n- -.nan\n", "", "---\n...",
+    "a: !!timestamp 2024-13-01",
+], ids=lambda t: t[:24])
+def test_the_fast_constructor_builds_what_pyyaml_builds(yaml_parser: str, text: str) -> None:
+    _same(_outcome(text), _constructed_by_pyyaml(text))
+
+
+@PROPERTIES
+@given(st.lists(st.sampled_from(YAML_PIECES), max_size=60).map("".join))
+def test_the_fast_constructor_agrees_with_pyyaml_on_yaml_ish_text(text: str) -> None:
+    _same(_outcome(text), _constructed_by_pyyaml(text))
+
+
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
