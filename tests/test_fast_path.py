@@ -114,3 +114,39 @@ def test_a_transform_over_the_module_keeps_the_tensor_path() -> None:
     with torch.no_grad():
         batched = torch.func.vmap(lambda row: module(row.unsqueeze(0))[0])(x)
     torch.testing.assert_close(batched, module._forward_ops(x))
+
+
+def test_hooks_tracing_and_empty_batches_keep_torchs_call() -> None:
+    """`EquationModule.__call__` skips `nn.Module.__call__` only when it has nothing to do."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    module = _module("a*b + c")
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    with torch.no_grad():
+        assert module(x).item() == 5.0
+        hook = module.register_forward_hook(lambda m, args, out: out * 10)
+        assert module(x).item() == 50.0
+        hook.remove()
+        seen: list[str] = []
+        hook = module.register_forward_pre_hook(lambda m, args: seen.append("pre"))
+        assert module(x).item() == 5.0 and seen == ["pre"]
+        hook.remove()
+        everywhere = register_module_forward_hook(lambda m, args, out: out + 1)
+        try:
+            assert module(x).item() == 6.0
+        finally:
+            everywhere.remove()
+        assert module(x).item() == 5.0
+        assert module(torch.empty(0, 3)).shape == (0, 1)
+        traced = torch.jit.trace(module, x)  # ops recorded, not this sample's floats
+        assert traced(torch.tensor([[2.0, 3.0, 1.0]])).item() == 7.0
+
+
+def test_values_float32_cannot_hold_become_inf_without_a_warning() -> None:
+    import warnings
+
+    module = _module("a*b*c")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error")
+        out = module(torch.tensor([[1e30, 1e30, 1.0]]))
+    assert out.dtype == torch.float32 and out.item() == math.inf

@@ -14,13 +14,14 @@ Example:
 
 from __future__ import annotations
 
-import array
 import operator
 from collections.abc import Callable, Mapping
 
+import numpy
 import sympy
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 from registry.core.lowering import Const, Node, Var, lower
 from registry.errors import ExpressionError, ManifestError
@@ -30,7 +31,8 @@ from registry.nn.scalar import FAST_PATH_MAX_BATCH, compile_scalar
 __all__ = ["TORCH_OPS", "EquationModule", "as_tensor", "compile_expression", "register_torch_op"]
 
 Value = torch.Tensor | float
-_ARRAY_CODES = {torch.float32: "f", torch.float64: "d"}  # dtypes the fast path writes directly
+_NUMPY_DTYPES = {torch.float32: numpy.float32, torch.float64: numpy.float64}
+_F32_MAX = float(numpy.finfo(numpy.float32).max)
 Compiled = Callable[[Mapping[str, torch.Tensor]], Value]
 
 TORCH_OPS: dict[str, Callable[..., Value]] = {
@@ -131,33 +133,94 @@ class EquationModule(PortModule):
         self._scalar = compile_scalar(trees, inputs=self.input_names,
                                       constants=self.constant_names)
         self._trainables = [p for p in self.parameters()]
+        self._n_inputs = len(self.input_names)
+        # the dicts themselves (`.to()`, `load_state_dict` replace or write their entries)
+        self._constant_buffers = self.constants._buffers
+        self._constant_parameters = self.constants._parameters
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        # `nn.Module.__call__` without its per-call bookkeeping when it has none to do (no
+        # hook anywhere, no JIT tracing, no in-place `compile()`): a third of a one-sample
+        # call. Anything else takes torch's own path, unchanged.
+        if (len(args) == 1 and not kwargs and self._compiled_call_impl is None
+                and not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                         or self._backward_pre_hooks or _torch_module._global_forward_hooks
+                         or _torch_module._global_forward_pre_hooks
+                         or _torch_module._global_backward_hooks
+                         or _torch_module._global_backward_pre_hooks)
+                and not torch._C._get_tracing_state()):
+            return self._answer(args[0])  # type: ignore[arg-type]
+        return super().__call__(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor]
+                ) -> torch.Tensor | dict[str, torch.Tensor]:
+        if torch._C._get_tracing_state():  # torch.jit.trace records ops, never floats
+            return super().forward(x)
+        return self._answer(x)
+
+    def _answer(self, x: torch.Tensor | Mapping[str, torch.Tensor]
+                ) -> torch.Tensor | dict[str, torch.Tensor]:
+        # One sample (or a few) as a plain tensor: the float path with nothing in between
+        # (each check here costs tens of nanoseconds; a whole call 4.7 µs before this).
+        if type(x) is torch.Tensor and self._scalar is not None:
+            shape = x.shape
+            if (len(shape) == 2 and shape[1] == self._n_inputs
+                    and shape[0] <= FAST_PATH_MAX_BATCH and x.is_cpu
+                    and not (torch.is_grad_enabled() and (x.requires_grad or (
+                        bool(self._trainables)
+                        and any(p.requires_grad for p in self._trainables))))
+                    and not torch.compiler.is_compiling()):  # as `_floats_apply`, inline
+                fast = self._forward_floats(x)
+                if fast is not None:
+                    return fast
+        return PortModule.forward(self, x)
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        if (self._scalar is not None and x.dim() == 2 and x.shape[0] <= FAST_PATH_MAX_BATCH
-                and x.is_cpu and not torch.compiler.is_compiling() and not (
-                    torch.is_grad_enabled() and (
-                    x.requires_grad or any(p.requires_grad for p in self._trainables)))):
+        if self._scalar is not None and x.ndim == 2 and self._floats_apply(x):
             fast = self._forward_floats(x)
             if fast is not None:
                 return fast
         return self._forward_ops(x)
+
+    def _floats_apply(self, x: torch.Tensor) -> bool:
+        """Whether the float path may answer `x`: a few rows on the CPU, nothing for autograd
+        to record, not inside torch.compile."""
+        return (not torch._C._get_tracing_state() and x.shape[0] <= FAST_PATH_MAX_BATCH
+                and x.is_cpu
+                and not (torch.is_grad_enabled() and (x.requires_grad or (
+                    bool(self._trainables) and any(p.requires_grad for p in self._trainables))))
+                and not torch.compiler.is_compiling())
+
+    def _constant_floats(self) -> list[float]:
+        """The named constants' current values (`self.constants` is a submodule: reached
+        through `nn.Module.__getattr__` it cost more than the whole float function)."""
+        buffers, parameters = self._constant_buffers, self._constant_parameters
+        return [float(buffers[n]) if n in buffers else float(parameters[n])  # type: ignore[arg-type]
+                for n in self.constant_names]
 
     def _forward_floats(self, x: torch.Tensor) -> torch.Tensor | None:
         """The float fast path (`scalar.py`) for a few rows outside autograd; None where
         `math` refuses a value (the tensor path then answers NaN or ±inf, as torch does)."""
         scalar = self._scalar
         assert scalar is not None
-        constants = [float(getattr(self.constants, n)) for n in self.constant_names]
+        constants = self._constant_floats() if self.constant_names else ()
         try:
-            rows = [scalar(*row, *constants) for row in x.tolist()]
+            values = x.tolist()
+            rows = ([scalar(*values[0], *constants)] if len(values) == 1
+                    else [scalar(*row, *constants) for row in values])
         except (ArithmeticError, ValueError, RuntimeError):
             return None  # RuntimeError: a tensor under a transform (vmap) has no floats
-        code = _ARRAY_CODES.get(x.dtype)
-        if code is None:
-            return torch.tensor(rows, dtype=x.dtype)
-        # An array of the rows' values, viewed as a tensor: half the cost of torch.tensor.
-        flat = array.array(code, rows[0] if len(rows) == 1 else [v for r in rows for v in r])
-        return torch.frombuffer(flat, dtype=x.dtype).view(len(rows), len(self._compiled))
+        if not rows:
+            return None  # no rows: the tensor path's empty result keeps its shape
+        dtype = x.dtype
+        first = rows[0]
+        if dtype is torch.float64 or (dtype is torch.float32 and (
+                -_F32_MAX <= first[0] <= _F32_MAX if len(rows) == 1 and len(first) == 1
+                else all(-_F32_MAX <= v <= _F32_MAX for row in rows for v in row))):
+            # a numpy array viewed as a tensor: the cheapest new tensor (NaN and values
+            # float32 cannot hold go the other way: numpy would warn where torch does not)
+            return torch.from_numpy(numpy.array(rows, dtype=_NUMPY_DTYPES[dtype]))
+        return torch.tensor(rows, dtype=dtype)
 
     def _forward_ops(self, x: torch.Tensor) -> torch.Tensor:
         env = {name: x[..., i] for i, name in enumerate(self.input_names)}
