@@ -162,15 +162,27 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
 
 
 def check_task(task: tuple[str, str, str | None, bool, str]) -> ModuleReport:
-    """One module's checks in a worker process: the repository at `root` opened there."""
-    from registry.loading import Loader
-    from registry.store.local import LocalStore
-
+    """One module's checks in a worker process: the repository at `root` opened there once
+    for all the tasks the worker runs (its index stays fresh against the refs, as a server's
+    does), not once a task."""
     root, name, base_commit, unchanged, change = task
-    store = LocalStore(Path(root))
+    store, loader = _opened(root)
     base_manifest = store.manifest_at(base_commit, name) if base_commit else None
-    return check_module(store, Loader(store.resolve), name, base=base_manifest,
+    return check_module(store, loader, name, base=base_manifest,
                         base_tree_matches=unchanged, change=change)
+
+
+_OPENED: dict[str, tuple[LocalStore, Loader]] = {}
+
+
+def _opened(root: str) -> tuple[LocalStore, Loader]:
+    if root not in _OPENED:
+        from registry.loading import Loader
+        from registry.store.local import LocalStore
+
+        store = LocalStore(Path(root))
+        _OPENED[root] = (store, Loader(store.resolve))
+    return _OPENED[root]
 
 
 def write_step_summary(markdown: str) -> Path | None:
