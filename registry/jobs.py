@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from registry.errors import RegistryError
 
-__all__ = ["SCHEDULER_ENV", "TaskResult", "run_tasks", "scheduler_address"]
+__all__ = ["SCHEDULER_ENV", "TaskResult", "run_tasks", "scheduler_address", "start_local_workers"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -157,23 +157,75 @@ def _on_dask(fn: Callable[[T], R], items: Sequence[T], *, jobs: int, address: st
         finally:
             if cluster is not None:
                 cluster.close()
+                _stop_forkserver()
 
 
-def _forkserver_preload(modules: Sequence[str]) -> None:
+def start_local_workers(jobs: int, cluster: str | None, preload: Sequence[str]) -> None:
+    """Start now the server a local cluster's workers fork from, so that its imports (torch
+    and `preload`: seconds) run while the caller still prepares its tasks; nothing for
+    one job or a running scheduler. `run_tasks` then finds it running."""
+    if jobs > 1 and scheduler_address(cluster) is None:
+        _forkserver_preload(preload, start=True)
+
+
+# What distributed's nanny puts in a worker's environment before starting it
+# (`distributed.nanny.pre-spawn-environ`; tests/test_jobs.py holds the two equal).
+WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
+                  "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _forkserver_preload(modules: Sequence[str], *, start: bool = False) -> None:
     """Workers forked from a server process that imported `modules` once: spawned ones
     import torch each (2-3 s on 2 busy cores) and take a second to exit. (distributed
-    would set its own list, its optional packages, on first use: it is told it has.)"""
+    would set its own list, its optional packages, on first use: it is told it has.)
+    With `start`, the server is started here, before distributed is imported."""
     import multiprocessing
 
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["distributed", *modules])
+    if start:
+        # The server's environment is what its workers get: the nanny's (one thread for
+        # OpenMP and the BLASes), or each worker's torch ran two threads on two cores
+        # and the checks took twice as long. Started by the first worker, it inherits it.
+        import multiprocessing.forkserver
+
+        saved = {k: os.environ.get(k) for k in WORKER_ENVIRON}
+        os.environ.update(WORKER_ENVIRON)
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     import distributed.utils
 
     if hasattr(distributed.utils, "_forkserver_preload_set"):
         distributed.utils._forkserver_preload_set = True
-    # The server starts with the first worker, so it inherits the environment the nanny
-    # sets for workers (OMP_NUM_THREADS=1 and the like): started earlier, each worker's
-    # torch ran two threads on two cores and the checks took twice as long.
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["distributed", *modules])
+
+
+def _stop_forkserver() -> None:
+    """End the server the local workers forked from, now that they are gone: left to notice
+    this process's exit, it tore down torch and the rest for a second more, holding the
+    caller's stdout open all the while (a CI step that captures it waited). The next local
+    cluster starts a new one."""
+    import contextlib
+    import signal
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver  # (its private state, as in Python 3.11–3.13)
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    with server._lock:  # as `ensure_running` forgets a server it finds dead
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_pid = server._forkserver_alive_fd = None
+        server._forkserver_address = None
 
 
 def _connect(address: str) -> Any:

@@ -85,3 +85,24 @@ def test_a_scheduler_that_is_down_is_one_line_naming_it(monkeypatch: pytest.Monk
     assert "\n" not in message and "`dask scheduler`" in message
     with pytest.raises(RegistryError, match="--jobs 0: give 1 or more"):
         run_tasks(cube, [1], jobs=0)
+
+
+def test_the_early_server_gets_the_nannys_environment_and_ends_with_the_cluster() -> None:
+    from multiprocessing import forkserver
+
+    import dask
+    import distributed  # noqa: F401  (its config defaults)
+
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert {k: str(v) for k, v in environ.items()} == jobs.WORKER_ENVIRON
+    before = dict(os.environ)
+    jobs.start_local_workers(2, None, preload=())
+    assert dict(os.environ) == before  # set for the server only
+    pid = forkserver._forkserver._forkserver_pid
+    assert pid is not None
+    assert [r.value for r in run_tasks(cube, [2, 4], jobs=2)] == [8, 64]
+    # ended with the cluster, not when this process exits (a captured stdout waited)
+    assert forkserver._forkserver._forkserver_pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone, and reaped
+    assert [r.value for r in run_tasks(cube, [1], jobs=2)] == [1]  # a new one starts

@@ -46,6 +46,11 @@ def check(
     any failure; the Markdown report also goes to $GITHUB_STEP_SUMMARY when set."""
     from registry.gate import write_step_summary
 
+    if no_cache:  # every module is a task: the workers' imports start now, beside the scan
+        from registry.gate.runner import PRELOAD
+        from registry.jobs import start_local_workers
+
+        start_local_workers(jobs, cluster, PRELOAD)
     report = _registry().check(base=base, all_modules=all_modules, use_cache=not no_cache,
                                jobs=jobs, cluster=cluster)
     markdown = report.to_markdown()

@@ -108,7 +108,7 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
     """Check the modules changed since `base` (default `HEAD`), or all of them; the
     modules not answered by the cache are checked as tasks (`registry.jobs`: serial, on
     `jobs` local worker processes, or on the Dask scheduler `cluster`)."""
-    from registry.jobs import run_tasks
+    from registry.jobs import run_tasks, start_local_workers
 
     repo = store.repo
     base_commit = None
@@ -129,6 +129,7 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
                         removed=sorted(set(at_base) - set(present)))
     found: dict[str, ModuleReport] = {}
     pending: list[tuple[str, str, str | None, bool, str]] = []
+    heavy: set[str] = set()
     keys: dict[str, str | None] = {}
     for name in names:
         base_manifest = store.manifest_at(base_commit, name) if base_commit else None
@@ -145,7 +146,14 @@ def run_gate(store: LocalStore, loader: Loader, *, base: str | None = None,
             found[name] = check_module(store, loader, name, base=base_manifest,
                                        base_tree_matches=unchanged, change=change)
         else:
+            if not pending:  # the first task: the workers' imports overlap the rest here
+                start_local_workers(jobs, cluster, PRELOAD)
             pending.append((str(store.root), name, base_commit, unchanged, change))
+            if base_manifest is not None and base_manifest.kind == "composite":
+                heavy.add(name)  # runs its whole network (an ODE, often) several times
+    # the longest first, so that no worker is left with one at the end (as known: the kind
+    # at the base; a new module counts as light)
+    pending.sort(key=lambda task: task[1] not in heavy)
     outcomes = run_tasks(check_task, pending, jobs=jobs, cluster=cluster, preload=PRELOAD)
     for task, result in zip(pending, outcomes, strict=True):
         name = task[1]
