@@ -306,3 +306,38 @@ def test_a_rebuild_parses_manifests_in_worker_processes_and_in_order(
     assert index_parse._finish(proc, feeder) == serial[4:8]
     monkeypatch.setattr(sys, "executable", "/bin/false")  # every worker fails
     assert index_parse.parse_many(items) == serial
+
+
+def test_many_blobs_stream_through_one_process_as_the_persistent_one_reads_them(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: `read_files` for many specs streams them (missing ones, trees and a name
+    with a newline are None, in order), equal to the one-at-a-time reads."""
+    from registry.store import git as git_module
+    from registry.store.git import GitRepo
+
+    gitrepo = GitRepo(repo)
+    head = gitrepo.head()
+    specs = [f"{head}:modules/{n}/module.yaml" for n in ("gravity", "drag", "drag-net")] * 30
+    specs += [f"{head}:modules/none/module.yaml", f"{head}:modules", "bad\nname",
+              f"{'0' * 40}:x"]
+    streamed = gitrepo.read_files(specs)
+    monkeypatch.setattr(git_module, "BULK_READ", 10 ** 9)
+    one_by_one = gitrepo.read_files(specs)
+    assert streamed == one_by_one
+    assert streamed[0] == (repo / "modules/gravity/module.yaml").read_bytes()
+    assert streamed[-4:] == [None, None, None, None]
+
+
+def test_parse_workers_started_early_end_when_not_needed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from registry.store import index_parse
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    parsers = index_parse.Parsers(index_parse.PARALLEL_MIN)
+    procs = list(parsers.procs)
+    assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    parsers.close()  # as after a failure before the texts arrive
+    assert parsers.procs == [] and [p.returncode for p in procs] == [0, 0]
+    assert index_parse.Parsers(10).parse([("x", "schema: 1\n")]) == [None]  # none started

@@ -237,7 +237,7 @@ class Index:
         import sqlalchemy as sa
 
         from registry.core.manifest import MANIFEST_FILE
-        from registry.store.index_parse import parse_many
+        from registry.store.index_parse import Parsers
 
         v, s, m = self.versions_t, self.stages_t, self.meta_t
         mine = self.repo_id
@@ -254,21 +254,26 @@ class Index:
             conn.execute(v.delete().where(
                 (v.c.repo == mine) & (v.c.name == name) & (v.c.version == version)))
         fresh = [t for key, t in current.items() if key not in known or key in gone]
-        blobs = self.repo.read_files(
-            [f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}" for t in fresh])
-        items, kept = [], []
-        for vtag, blob in zip(fresh, blobs, strict=True):
-            try:  # a tag whose commit lacks the manifest is not a version of ours
-                if blob is not None:
-                    items.append((f"{vtag.tag.name}:module.yaml", blob.decode()))
-                    kept.append(vtag)
-            except UnicodeDecodeError:
-                continue
+        parsers = Parsers(len(fresh))  # started before the blobs are read
+        try:
+            blobs = self.repo.read_files(
+                [f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}" for t in fresh])
+            items, kept = [], []
+            for vtag, blob in zip(fresh, blobs, strict=True):
+                try:  # a tag whose commit lacks the manifest is not a version of ours
+                    if blob is not None:
+                        items.append((f"{vtag.tag.name}:module.yaml", blob.decode()))
+                        kept.append(vtag)
+                except UnicodeDecodeError:
+                    continue
+            parsed = parsers.parse(items)
+        finally:
+            parsers.close()  # (a failure above leaves no worker waiting)
         rows = [{"repo": mine, "name": vtag.module, "version": vtag.version, "kind": row[0],
                  "summary": row[1], "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
                  "commit": vtag.tag.commit, "created": vtag.tag.created, "manifest": row[2],
                  "ports": row[3]}
-                for vtag, row in zip(kept, parse_many(items), strict=True) if row is not None]
+                for vtag, row in zip(kept, parsed, strict=True) if row is not None]
         if rows:
             conn.execute(v.insert(), rows)
         conn.execute(s.delete().where(s.c.repo == mine))

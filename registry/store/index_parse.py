@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_WORKERS", "PARALLEL_MIN", "parse_many"]
+__all__ = ["MAX_WORKERS", "PARALLEL_MIN", "Parsers", "parse_many"]
 
 PARALLEL_MIN = 2000  # below this one process is done before a worker has imported pydantic
 MAX_WORKERS = 8
@@ -47,30 +47,61 @@ def parse_one(source: str, text: str) -> Row | None:
 
 def parse_many(items: list[tuple[str, str]]) -> list[Row | None]:
     """`parse_one` over `(source, text)` pairs, in order, spread over the cores."""
-    workers = min(os.cpu_count() or 1, MAX_WORKERS) - 1
-    if len(items) < PARALLEL_MIN or workers < 1:
-        return [parse_one(*item) for item in items]
-    size = -(-len(items) // (workers + 1))
-    shares = [items[i:i + size] for i in range(0, len(items), size)]
-    started = [_start(share) for share in shares[1:]]
-    results = [parse_one(*item) for item in shares[0]]
-    for share, (proc, feeder) in zip(shares[1:], started, strict=True):
-        rows = _finish(proc, feeder)
-        results.extend(rows if rows is not None and len(rows) == len(share)
-                       else [parse_one(*item) for item in share])
-    return results
+    return Parsers(len(items)).parse(items)
+
+
+class Parsers:
+    """Worker processes for `count` manifests, started now so that their start (an
+    interpreter, pydantic and the manifest models: about 0.3 s) overlaps the caller's
+    reading of the blobs; `parse` hands them their shares. None below `PARALLEL_MIN`."""
+
+    def __init__(self, count: int) -> None:
+        workers = min(os.cpu_count() or 1, MAX_WORKERS) - 1
+        self.procs = [_spawn() for _ in range(workers)] if count >= PARALLEL_MIN else []
+
+    def parse(self, items: list[tuple[str, str]]) -> list[Row | None]:
+        if not self.procs or len(items) < PARALLEL_MIN:
+            self.close()
+            return [parse_one(*item) for item in items]
+        size = -(-len(items) // (len(self.procs) + 1))
+        shares = [items[i:i + size] for i in range(0, len(items), size)]
+        started = [(proc, _feed(proc, share))  # (fewer shares than workers: the rest end)
+                   for proc, share in zip(self.procs, shares[1:], strict=False)]
+        self.close(keep=len(started))
+        results = [parse_one(*item) for item in shares[0]]
+        for share, (proc, feeder) in zip(shares[1:], started, strict=True):
+            rows = _finish(proc, feeder)
+            results.extend(rows if rows is not None and len(rows) == len(share)
+                           else [parse_one(*item) for item in share])
+        return results
+
+    def close(self, keep: int = 0) -> None:
+        """End the workers past the first `keep` (given nothing, they read EOF and exit)."""
+        for proc in self.procs[keep:]:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait()
+        self.procs = self.procs[:keep]
 
 
 def _start(share: list[tuple[str, str]]) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    proc = _spawn()
+    return proc, _feed(proc, share)
+
+
+def _spawn() -> subprocess.Popen[bytes]:
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+
+
+def _feed(proc: subprocess.Popen[bytes], share: list[tuple[str, str]]) -> threading.Thread:
     payload = json.dumps(share).encode()
 
     def feed() -> None:  # a thread: the pipe holds 64 KB, the share megabytes
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         try:
             proc.stdin.write(payload)
             proc.stdin.close()
@@ -79,7 +110,7 @@ def _start(share: list[tuple[str, str]]) -> tuple[subprocess.Popen[bytes], threa
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    return proc, feeder
+    return feeder
 
 
 def _finish(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> list[Any] | None:
@@ -96,7 +127,11 @@ def _finish(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> list[Any
 
 
 def _main() -> None:
-    items = json.load(sys.stdin)
+    from registry.core.manifest import parse_manifest  # noqa: F401  (imported before the
+    from registry.store.index_rows import ports_json  # noqa: F401   texts arrive)
+
+    data = sys.stdin.read()
+    items = json.loads(data) if data.strip() else []
     json.dump([parse_one(source, text) for source, text in items], sys.stdout)
 
 
