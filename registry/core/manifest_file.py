@@ -88,13 +88,19 @@ def _python_wording(text: str) -> yaml.YAMLError | None:
 def _load(loader_class: Any, text: str) -> Any:
     loader = loader_class(text)
     try:
-        node = loader.get_single_node()  # composed, then checked (`_check_graph`)
+        node = super(_StrictChecks, loader).get_single_node()  # composed, not yet walked
         if node is None:
             return None
         try:
-            return _construct(loader, node)
+            return _construct(loader, node, set(), 1)
         except _Unusual:  # merge keys, sets, unhashable keys: PyYAML's own constructor
+            _check_graph(node)
             return loader.construct_document(node)
+        except Exception:
+            # What the walk of the whole graph refuses (an alias, too deep) is said first,
+            # wherever it is, as when the walk came before construction.
+            _check_graph(node)
+            raise
     finally:
         loader.dispose()
 
@@ -103,16 +109,29 @@ class _Unusual(Exception):
     """A node `_construct` leaves to PyYAML's constructor."""
 
 
+class _Shared(_Refused):
+    """A node met twice or nested too deep: `_check_graph` words the refusal."""
+
+    def __init__(self) -> None:
+        super().__init__("YAML aliases are not allowed, nor nesting deeper than "
+                         f"{MAX_YAML_DEPTH} levels; write the values out")
+
+
 _TAG = "tag:yaml.org,2002:"
 _MAP, _SEQ, _STR, _MERGE = _TAG + "map", _TAG + "seq", _TAG + "str", _TAG + "merge"
 _SCALARS = {_TAG + t for t in ("null", "bool", "int", "float", "timestamp", "binary")}
 
 
-def _construct(loader: Any, node: yaml.Node) -> Any:
-    """The document's value, built straight from the checked nodes (depth ≤ MAX_YAML_DEPTH,
-    no aliases): what SafeConstructor builds for plain maps, lists and scalars, with each
-    key checked once and without its generator machinery (3× faster on a manifest; an
-    index rebuild reads thousands)."""
+def _construct(loader: Any, node: yaml.Node, seen: set[int], depth: int) -> Any:
+    """The document's value, built straight from the composed nodes: what SafeConstructor
+    builds for plain maps, lists and scalars, with each key checked once and without its
+    generator machinery, the graph checked on the way (a node met twice is an alias,
+    refused before it is built twice; nesting bounded by MAX_YAML_DEPTH): 3× faster on a
+    manifest than PyYAML's constructor after a separate walk (an index rebuild reads
+    thousands)."""
+    if id(node) in seen:
+        raise _Shared
+    seen.add(id(node))
     tag = node.tag
     if isinstance(node, yaml.ScalarNode):
         if tag == _STR:
@@ -120,12 +139,14 @@ def _construct(loader: Any, node: yaml.Node) -> Any:
         if tag in _SCALARS:  # the loader's own (strict: bounded numbers) constructors
             return loader.yaml_constructors[tag](loader, node)
         raise _Unusual
+    if depth > MAX_YAML_DEPTH:
+        raise _Shared
     if isinstance(node, yaml.MappingNode) and tag == _MAP:
         keys: dict[Any, None] = {}  # every key checked before any value, as PyYAML's order
         for key_node, _ in node.value:
             if key_node.tag == _MERGE:
                 raise _Unusual
-            key = _construct(loader, key_node)
+            key = _construct(loader, key_node, seen, depth + 1)
             try:
                 duplicate = key in keys
             except TypeError:  # unhashable: SafeConstructor words the refusal
@@ -133,10 +154,10 @@ def _construct(loader: Any, node: yaml.Node) -> Any:
             if duplicate:
                 raise _duplicate(key, key_node)
             keys[key] = None
-        return {key: _construct(loader, value_node)
+        return {key: _construct(loader, value_node, seen, depth + 1)
                 for key, (_, value_node) in zip(keys, node.value, strict=True)}
     if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
-        return [_construct(loader, child) for child in node.value]
+        return [_construct(loader, child, seen, depth + 1) for child in node.value]
     raise _Unusual
 
 
@@ -205,6 +226,10 @@ def _bounded_number(node: yaml.ScalarNode) -> None:
 _Base: Any = yaml.constructor.SafeConstructor if TYPE_CHECKING else object
 
 
+_RESOLVED: dict[tuple[str, Any], str] = {}  # (plain text, implicit) -> tag
+_RESOLVED_CHARS, _RESOLVED_MAX = 64, 8192
+
+
 class _StrictChecks(_Base):
     """What both strict readers add to their loader: the graph check (aliases, depth)
     before construction, unique keys, bounded numbers."""
@@ -213,6 +238,20 @@ class _StrictChecks(_Base):
         node = super().get_single_node()
         _check_graph(node)
         return node
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # A plain scalar's tag depends on its text alone (SafeLoader has no path
+        # resolvers): remembered for short texts, since manifests repeat theirs (`unit`,
+        # `range`, `kg`...). The composer asks for every node, 130 a manifest.
+        if kind is not yaml.ScalarNode or len(value) > _RESOLVED_CHARS:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            if len(_RESOLVED) >= _RESOLVED_MAX:
+                _RESOLVED.clear()
+            tag = _RESOLVED[key] = super().resolve(kind, value, implicit)
+        return tag
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         _unique_keys(self, node, deep)

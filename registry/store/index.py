@@ -159,15 +159,16 @@ class Index:
 
         # Taken before the refs are read: a change after this point makes the next read
         # look again.
-        state = self._state()
+        refs = self.repo.ref_state() if self._sqlite_path() is not None else None
+        state = self._state(refs)
         if not force and state is not None and state == self._fresh_at:
             return False  # nothing git keeps refs in has changed: no git process, no query
         stored = self._stored_meta()
         if not force and state is not None and stored.get("ref_state") == state:
             self._fresh_at = state  # as the last refresh (of any process) left the refs
             return False
-        fingerprint = self._fingerprint()
-        if not force and stored.get("fingerprint") == fingerprint and state is None:
+        if (not force and state is None and "fingerprint" in stored
+                and stored["fingerprint"] == self._fingerprint()):
             return False
         with FileLock(str(self.lock_path), timeout=120), self._errors():
             self._ensure_tables()
@@ -180,6 +181,8 @@ class Index:
                     self._fresh_at = state
                     return False
                 self._rebuild(conn, fingerprint, force=force)
+                if state is None and refs is not None:  # the SQLite file was made just now
+                    state = self._state(refs)  # (with the refs as read before the rebuild)
                 self._write_meta(conn, {"ref_state": state})
         self._fresh_at = state
         return True
@@ -193,12 +196,12 @@ class Index:
         if rows:
             conn.execute(m.insert(), rows)
 
-    def _state(self) -> str | None:
+    def _state(self, refs: str | None = None) -> str | None:
         """The refs' file summary (`GitRepo.ref_state`) with the SQLite file's inode (a
         deleted or replaced index file is read again); None: check with git. A shared
         database (PostgreSQL) is always checked: other hosts rebuild it."""
         path = self._sqlite_path()
-        refs = self.repo.ref_state() if path is not None else None
+        refs = refs if refs is not None else self.repo.ref_state() if path is not None else None
         if path is None or refs is None:
             return None
         try:
