@@ -76,3 +76,19 @@ def test_a_teacher_travels_by_name_never_with_its_weights(kinetics: registry.Reg
     x = torch.tensor([[1.2, 0.47, 0.0042, 30.0]])
     assert arrived._module is None
     assert torch.equal(arrived(x), built(x))  # loaded afresh (hashes checked) on first call
+
+
+def test_only_a_named_scheduler_fans_out_and_the_cli_reads_the_environment(
+        kinetics: registry.Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from registry.cli.main import app
+
+    monkeypatch.setenv("REGISTRY_DASK_SCHEDULER", "tcp://127.0.0.1:9")
+    # a distillation inside a worker (the benchmark's) must not send itself on again
+    assert kinetics.distill("kinetics@workspace", budget_s=4).result.found
+    monkeypatch.setenv("REGISTRY_ROOT", str(kinetics.root))
+    monkeypatch.chdir(kinetics.root)
+    result = CliRunner().invoke(app, ["distill", "kinetics@workspace", "--budget-s", "4"])
+    assert isinstance(result.exception, RegistryError)  # (`main` prints it as one line)
+    assert "the Dask scheduler at tcp://127.0.0.1:9 cannot be reached" in str(result.exception)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from registry.cli.main import (
     app,
 )
 from registry.errors import RegistryError
+from registry.jobs import SCHEDULER_ENV
 
 
 def _replacements(items: list[str]) -> dict[str, str]:
@@ -160,7 +162,8 @@ def distill(
     """Distil a module (queried as a black box) into an equation module; with --node, a
     node of a composite, from the values it saw while the composite ran over its data."""
     report = _registry().distill(ref, budget_s=budget_s, name=name, out=out, tolerance=tolerance,
-                                 node=node, data=data_files, jobs=jobs, cluster=cluster)
+                                 node=node, data=data_files, jobs=jobs,
+                                 cluster=cluster or os.environ.get(SCHEDULER_ENV) or None)
     result = report.result
     data: dict[str, Any] = {"teacher": report.teacher, **result.to_dict()}
     if report.teacher_cost is not None and report.student_cost is not None:

@@ -58,12 +58,13 @@ def distill(
     input's range may then be None (the recorded min and max are reported instead).
 
     `jobs` > 1 (a Dask LocalCluster of worker processes) or `cluster` (a scheduler's
-    address, or `REGISTRY_DASK_SCHEDULER`) solves the outputs side by side, one task each
+    address; only when given: a distillation already running in a worker never fans out
+    again because of the environment) solves the outputs side by side, one task each
     (`registry.jobs`); `min(jobs, outputs)` of them share the wall-clock budget, so each
     gets more time than one output after another would. `fn` then travels to the
-    workers: give a picklable callable (`RegisteredTeacher` ships a registered module by
-    its reference, and each worker loads it, hashes checked). Energy is summed over the
-    workers' tasks and this process.
+    workers: give a picklable callable (`teacher.LoadedTeacher` ships a registered module
+    by its reference, and each worker loads it, hashes checked). Energy is summed over
+    the workers' tasks and this process.
     """
     from registry.core.expr import format_expression
     from registry.cost.energy import track_energy
@@ -77,7 +78,7 @@ def distill(
     chosen, pareto, equations, problems = {}, {}, {}, []
     structure: dict[str, dict[str, str]] = {}
     budget_use: dict[str, str] = {}
-    address = scheduler_address(cluster)
+    address = scheduler_address(cluster) if cluster else None
     fanned = address is not None or (jobs > 1 and len(outputs) > 1)
     # outputs side by side share the wall-clock budget as one output at a time would
     budget = budget_s * (min(jobs, len(outputs)) if fanned else 1) / len(outputs)
