@@ -92,3 +92,13 @@ def test_only_a_named_scheduler_fans_out_and_the_cli_reads_the_environment(
     result = CliRunner().invoke(app, ["distill", "kinetics@workspace", "--budget-s", "4"])
     assert isinstance(result.exception, RegistryError)  # (`main` prints it as one line)
     assert "the Dask scheduler at tcp://127.0.0.1:9 cannot be reached" in str(result.exception)
+
+
+def test_the_outputs_go_to_a_running_scheduler(kinetics: registry.Registry) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster:
+        report = kinetics.distill("kinetics@workspace", budget_s=8,
+                                  cluster=cluster.scheduler_address)
+    assert report.result.equations == {"p": "m*v", "E": "m*v**2/2"}
