@@ -150,3 +150,14 @@ def test_values_float32_cannot_hold_become_inf_without_a_warning() -> None:
         warnings.simplefilter("error")
         out = module(torch.tensor([[1e30, 1e30, 1.0]]))
     assert out.dtype == torch.float32 and out.item() == math.inf
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_each_one_sample_answer_is_a_new_tensor(dtype: torch.dtype) -> None:
+    module = _module("a*b + c", dtype)
+    first = module(torch.tensor([[2.0, 3.0, 0.0]], dtype=dtype))
+    second = module(torch.tensor([[4.0, 5.0, 0.0]], dtype=dtype))
+    first.add_(1.0)  # a caller writing into one answer changes no other
+    third = module(torch.tensor([[2.0, 3.0, 0.0]], dtype=dtype))
+    assert (first.item(), second.item(), third.item()) == (7.0, 20.0, 6.0)
+    assert (third.shape, third.dtype) == (torch.Size([1, 1]), dtype)

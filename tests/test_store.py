@@ -20,7 +20,7 @@ def bump_gravity(repo: Path, version: str, equation: str) -> None:
     data = yaml.safe_load(path.read_text())
     data["version"] = version
     data["equation"]["F"] = equation
-    data.pop("evaluation")
+    data.pop("evaluation", None)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -136,6 +136,39 @@ def test_index_follows_tags_made_outside_the_registry(reg, repo: Path) -> None:
     assert [r.name for r in reg.list()] == ["gravity"]
     git(repo, "tag", "-d", "gravity@v1.0.0")
     assert reg.list() == []
+
+
+def test_the_latest_flag_follows_registrations_pre_releases_and_deleted_tags(
+        reg, repo: Path) -> None:
+    def latest() -> dict[str, str]:
+        return {r.name: r.version for r in reg.list()}
+
+    reg.register(repo / "modules" / "gravity")
+    reg.register(repo / "modules" / "drag")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    for version in ("1.10.0", "1.9.0", "2.0.0-rc.1"):  # 1.10 > 1.9 by semver, not by text
+        bump_gravity(repo, version, "G*m1*m2/r**2")
+        git(repo, "commit", "-qam", f"gravity {version}")
+        git(repo, "tag", "-a", f"gravity@v{version}", "-m", "outside the registry")
+    assert latest() == {"drag": "1.0.0", "gravity": "1.10.0"}  # a release beats an rc
+    git(repo, "tag", "-d", "gravity@v1.10.0")
+    assert latest() == {"drag": "1.0.0", "gravity": "1.9.0"}  # the flag moved back
+    git(repo, "tag", "-a", "gravity@v1.10.0", "-m", "again", head)  # an older commit
+    git(repo, "tag", "-d", "gravity@v1.9.0", "gravity@v2.0.0-rc.1")
+    assert latest() == {"drag": "1.0.0", "gravity": "1.10.0"}
+    assert [r.version for r in reg.versions("gravity")] == ["1.0.0", "1.10.0"]
+    # Rebuilt from nothing, the same answer; one flagged row a module in the table.
+    for path in (repo / ".registry").glob("index.sqlite*"):
+        path.unlink()
+    assert {r.name: r.version for r in registry.open(repo).list()} == latest()
+    import sqlite3
+
+    from registry.store.index_schema import VERSIONS_TABLE
+
+    with sqlite3.connect(repo / ".registry" / "index.sqlite") as conn:
+        flagged = conn.execute(f"SELECT name, version FROM {VERSIONS_TABLE} WHERE latest = 1"
+                               " ORDER BY name").fetchall()
+    assert flagged == [("drag", "1.0.0"), ("gravity", "1.10.0")]
 
 
 def test_a_fresh_index_is_read_without_a_git_process(reg, repo: Path,

@@ -1,6 +1,5 @@
 """CI and service commands: check, diff, publish, schema, serve."""
 
-from __future__ import annotations
 
 import json
 import os

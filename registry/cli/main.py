@@ -4,7 +4,6 @@ No logic lives here. Errors of the registry print one red line and exit 1
 (`--traceback` shows the stack). Every reading command offers `--json`.
 """
 
-from __future__ import annotations
 
 import json
 import os

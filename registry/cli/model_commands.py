@@ -1,6 +1,5 @@
 """Building commands: compose, train, distill."""
 
-from __future__ import annotations
 
 import os
 from enum import StrEnum

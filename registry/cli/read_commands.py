@@ -1,6 +1,5 @@
 """Reading commands: list, show, load, cost, evaluate."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any
 

@@ -1,6 +1,5 @@
 """Variant commands: shrink a network, list a module's alternatives, select the cheapest."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any

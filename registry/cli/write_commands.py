@@ -1,6 +1,5 @@
 """Writing commands: new, register, restore-tags, doctor, promote."""
 
-from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path

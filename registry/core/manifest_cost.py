@@ -20,7 +20,8 @@ __all__ = ["Calibration", "Cost", "Measured", "Modeled", "Strict", "TrainingCost
 class Strict(BaseModel):
     """Every manifest model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True,
+                              defer_build=True)  # schemas built at first use, not import
 
 
 class Measured(Strict):

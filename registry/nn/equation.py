@@ -32,6 +32,15 @@ __all__ = ["TORCH_OPS", "EquationModule", "as_tensor", "compile_expression", "re
 
 Value = torch.Tensor | float
 _NUMPY_DTYPES = {torch.float32: numpy.float32, torch.float64: numpy.float64}
+# One sample, one output: a copy of this 1×1 array, its cell set, is the cheapest new array
+# (a third less than `numpy.array([[v]])`).
+_ONE_BY_ONE = {t: numpy.zeros((1, 1), dtype=d) for t, d in _NUMPY_DTYPES.items()}
+# torch's module-wide hook dicts (filled in place by `register_module_*_hook`, never
+# rebound): named once here, so the call checks them without four attribute reads.
+_GLOBAL_HOOKS = (_torch_module._global_forward_hooks, _torch_module._global_forward_pre_hooks,
+                 _torch_module._global_backward_hooks,
+                 _torch_module._global_backward_pre_hooks)
+_G_FORWARD, _G_FORWARD_PRE, _G_BACKWARD, _G_BACKWARD_PRE = _GLOBAL_HOOKS
 _F32_MAX = float(numpy.finfo(numpy.float32).max)
 Compiled = Callable[[Mapping[str, torch.Tensor]], Value]
 
@@ -144,10 +153,8 @@ class EquationModule(PortModule):
         # call. Anything else takes torch's own path, unchanged.
         if (len(args) == 1 and not kwargs and self._compiled_call_impl is None
                 and not (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
-                         or self._backward_pre_hooks or _torch_module._global_forward_hooks
-                         or _torch_module._global_forward_pre_hooks
-                         or _torch_module._global_backward_hooks
-                         or _torch_module._global_backward_pre_hooks)
+                         or self._backward_pre_hooks or _G_FORWARD or _G_FORWARD_PRE
+                         or _G_BACKWARD or _G_BACKWARD_PRE)
                 and not torch._C._get_tracing_state()):
             return self._answer(args[0])  # type: ignore[arg-type]
         return super().__call__(*args, **kwargs)
@@ -214,9 +221,15 @@ class EquationModule(PortModule):
             return None  # no rows: the tensor path's empty result keeps its shape
         dtype = x.dtype
         first = rows[0]
-        if dtype is torch.float64 or (dtype is torch.float32 and (
-                -_F32_MAX <= first[0] <= _F32_MAX if len(rows) == 1 and len(first) == 1
-                else all(-_F32_MAX <= v <= _F32_MAX for row in rows for v in row))):
+        if len(rows) == 1 and len(first) == 1:
+            value = first[0]
+            if dtype is torch.float64 or (dtype is torch.float32
+                                          and -_F32_MAX <= value <= _F32_MAX):
+                one = _ONE_BY_ONE[dtype].copy()
+                one[0, 0] = value
+                return torch.from_numpy(one)
+        elif dtype is torch.float64 or (dtype is torch.float32 and all(
+                -_F32_MAX <= v <= _F32_MAX for row in rows for v in row)):
             # a numpy array viewed as a tensor: the cheapest new tensor (NaN and values
             # float32 cannot hold go the other way: numpy would warn where torch does not)
             return torch.from_numpy(numpy.array(rows, dtype=_NUMPY_DTYPES[dtype]))

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.errors import RegistryError
-from registry.store.base import MODULES_DIR, VersionRow, latest_key
+from registry.store.base import MODULES_DIR, VersionRow
 from registry.store.git import GitRepo
 from registry.store.index_engine import _advisory_xact_lock, _engine, dispose_engines
 from registry.store.index_reads import (
@@ -51,7 +51,7 @@ from registry.store.index_reads import (
     stages_sql,
     versions_sql,
 )
-from registry.store.index_rows import current_stages, version_row
+from registry.store.index_rows import current_stages, latest_of, version_row
 from registry.store.index_schema import (
     META_TABLE,
     SCHEMA_VERSION,
@@ -155,8 +155,6 @@ class Index:
         return self._rebuilding_if_corrupt(lambda: self._refresh(force=force))
 
     def _refresh(self, *, force: bool) -> bool:
-        from filelock import FileLock
-
         # Taken before the refs are read: a change after this point makes the next read
         # look again.
         refs = self.repo.ref_state() if self._sqlite_path() is not None else None
@@ -170,6 +168,8 @@ class Index:
         if (not force and state is None and "fingerprint" in stored
                 and stored["fingerprint"] == self._fingerprint()):
             return False
+        from filelock import FileLock  # (only to write: a fresh read never loads it)
+
         with FileLock(str(self.lock_path), timeout=120), self._errors():
             self._ensure_tables()
             with self.engine.begin() as conn:
@@ -272,13 +272,23 @@ class Index:
             parsed = parsers.parse(items)
         finally:
             parsers.close()  # (a failure above leaves no worker waiting)
-        rows = [{"repo": mine, "name": vtag.module, "version": vtag.version, "kind": row[0],
-                 "summary": row[1], "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
-                 "commit": vtag.tag.commit, "created": vtag.tag.created, "manifest": row[2],
-                 "ports": row[3]}
-                for vtag, row in zip(kept, parsed, strict=True) if row is not None]
+        rows: list[dict[str, Any]] = [
+            {"repo": mine, "name": vtag.module, "version": vtag.version, "kind": row[0],
+             "summary": row[1], "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
+             "commit": vtag.tag.commit, "created": vtag.tag.created, "manifest": row[2],
+             "ports": row[3]} for vtag, row in zip(kept, parsed, strict=True) if row is not None]
+        touched, dropped = {n for n, _ in gone} | {r["name"] for r in rows}, set(gone)
+        best = latest_of([k for k in known if k[0] in touched and k not in dropped]
+                         + [(r["name"], r["version"]) for r in rows])
+        for row in rows:
+            row["latest"] = int(best.get(row["name"]) == row["version"])
         if rows:
             conn.execute(v.insert(), rows)
+        moved = [{"n": n, "best": best.get(n, "")} for n in sorted(touched & {n for n, _ in known})]
+        if moved:  # the flag moves among a module's older rows (one UPDATE a module)
+            conn.execute(sa.text(f"UPDATE {VERSIONS_TABLE} SET latest = CASE WHEN version = "
+                                 ":best THEN 1 ELSE 0 END WHERE repo = :r AND name = :n"),
+                         [{**x, "r": mine} for x in moved])
         conn.execute(s.delete().where(s.c.repo == mine))
         stage_rows = current_stages(self.repo.stage_tags(tags), version_tags)
         if stage_rows:
@@ -324,22 +334,15 @@ class Index:
         # (Refreshed by `_remembered`.) One statement, so one snapshot: a concurrent
         # refresh is seen whole or not at all.
         sql = versions_sql(VERSIONS_TABLE, STAGES_TABLE, name=name, kind=kind,
-                           manifests=manifests)
+                           manifests=manifests, latest=latest)
         with self._errors():
             result = self._read(sql, name=name, kind=kind)
         found: dict[tuple[str, str], tuple[Any, list[str]]] = {}
-        best: dict[str, tuple[tuple[Any, ...], str]] = {}
-        for r in result:
-            name, version = r["name"], r["version"]
-            _, held = found.setdefault((name, version), (r, []))
+        for r in result:  # (ordered by name, version; a row a stage held)
+            _, held = found.setdefault((r["name"], r["version"]), (r, []))
             if r["stage"] is not None:
                 held.append(r["stage"])
-            if latest:
-                key = latest_key(version)
-                if name not in best or key > best[name][0]:
-                    best[name] = (key, version)
-        keys = [(n, best[n][1]) for n in sorted(best)] if latest else list(found)
-        return [version_row(*found[k], with_manifest=manifests) for k in keys]
+        return [version_row(r, held, with_manifest=manifests) for r, held in found.values()]
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""

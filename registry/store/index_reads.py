@@ -55,8 +55,9 @@ def read_sqlite(path: Path, sql: str, params: Mapping[str, Any]) -> list[sqlite3
 
 
 def versions_sql(table: str, stages: str, *, name: str | None, kind: str | None,
-                 manifests: bool) -> str:
-    """Versions with the stages they hold (one statement: one snapshot), by name, version."""
+                 manifests: bool, latest: bool = False) -> str:
+    """Versions with the stages they hold (one statement: one snapshot), by name, version;
+    with `latest`, each module's latest alone (the row flagged when the index was built)."""
     columns = [*VERSION_COLUMNS, *(("manifest",) if manifests else ())]
     sql = (f"SELECT {', '.join(f'v.{_q(c)}' for c in columns)}, s.stage FROM {table} AS v "
            f"LEFT OUTER JOIN {stages} AS s ON s.repo = v.repo AND s.name = v.name "
@@ -65,6 +66,8 @@ def versions_sql(table: str, stages: str, *, name: str | None, kind: str | None,
         sql += " AND v.name = :name"
     if kind is not None:
         sql += " AND v.kind = :kind"
+    if latest:
+        sql += " AND v.latest = 1"
     return sql + " ORDER BY v.name, v.version"
 
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from registry.core.reference import Version
-from registry.store.base import VersionRow
+from registry.store.base import VersionRow, latest_key
 from registry.store.git import StageTag, VersionTag
 
-__all__ = ["current_stages", "ports_json", "version_row"]
+__all__ = ["current_stages", "latest_of", "ports_json", "version_row"]
 
 
 def ports_json(manifest: dict[str, Any]) -> str:
@@ -26,6 +26,17 @@ def version_row(r: Any, held: list[str], *, with_manifest: bool) -> VersionRow:
     return VersionRow(r["name"], r["version"], r["kind"], r["summary"], r["tag"], r["commit"],
                       r["created"], tuple(sorted(held)), ports["inputs"], ports["outputs"],
                       manifest)
+
+
+def latest_of(keys: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """{module: its latest version} of these (module, version) pairs (`latest_key`: a
+    release above any pre-release, then semver): the row the index flags `latest`."""
+    best: dict[str, tuple[tuple[Any, ...], str]] = {}
+    for name, version in keys:
+        key = latest_key(version)
+        if name not in best or key > best[name][0]:
+            best[name] = (key, version)
+    return {name: version for name, (_, version) in best.items()}
 
 
 def _units(ports: Any) -> dict[str, str]:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 __all__ = ["META_TABLE", "SCHEMA_VERSION", "STAGES_TABLE", "TABLE_PREFIX", "VERSIONS_TABLE",
            "build_metadata"]
 
-SCHEMA_VERSION = "3"  # 3: a `ports` column beside the manifest
+SCHEMA_VERSION = "4"  # 3: a `ports` column beside the manifest; 4: `latest`
 TABLE_PREFIX = "registry_"
 # A new row layout gets a new table (the cache is rebuilt into it): old servers sharing a
 # database keep theirs.
@@ -37,6 +37,7 @@ def build_metadata() -> sa.MetaData:
         sa.Column("created", sa.String(40), nullable=False),
         sa.Column("manifest", sa.Text, nullable=False),  # JSON text, on every backend
         sa.Column("ports", sa.Text, nullable=False),  # the ports' units, JSON
+        sa.Column("latest", sa.Integer, nullable=False),  # 1: its module's latest version
     )
     sa.Table(
         STAGES_TABLE, meta,

@@ -51,6 +51,7 @@ from registry.store.base import (
     VersionRow,
 )
 from registry.store.content import declared, next_version, refuse_link, regular_files_only
+from registry.store.content import workspace_names as _workspace_names
 from registry.store.git import GitRepo
 from registry.store.index import Index
 from registry.store.recovery import (
@@ -116,10 +117,7 @@ class LocalStore:
 
     def workspace_names(self) -> list[str]:
         """Modules in the working tree (registered or not)."""
-        folder = self.root / MODULES_DIR
-        if not folder.is_dir():
-            return []
-        return sorted(p.parent.name for p in folder.glob(f"*/{MANIFEST_FILE}"))
+        return _workspace_names(self.root / MODULES_DIR)
 
     def resolve(self, ref: str | Reference) -> Resolved:
         reference = parse_reference(ref) if isinstance(ref, str) else ref
