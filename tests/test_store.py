@@ -374,3 +374,18 @@ def test_parse_workers_started_early_end_when_not_needed(
     parsers.close()  # as after a failure before the texts arrive
     assert parsers.procs == [] and [p.returncode for p in procs] == [0, 0]
     assert index_parse.Parsers(10).parse([("x", "schema: 1\n")]) == [None]  # none started
+
+
+def test_the_fingerprint_from_the_listed_tags_is_gits_own(reg, repo: Path) -> None:
+    from registry.store.git import GitRepo
+
+    reg.register(repo / "modules" / "gravity")
+    reg.promote("gravity@1.0.0", "prod")
+    git(repo, "tag", "light")  # a lightweight tag: its object is the commit
+    gitrepo = GitRepo(repo)
+    tags = gitrepo.tags()
+    assert len(tags) == 3
+    assert gitrepo.fingerprint(tags) == gitrepo.fingerprint()
+    git(repo, "tag", "-d", "light")
+    assert gitrepo.fingerprint(gitrepo.tags()) == gitrepo.fingerprint() != gitrepo.fingerprint(
+        tags)

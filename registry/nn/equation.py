@@ -21,6 +21,7 @@ import numpy
 import sympy
 import torch
 from torch import nn
+from torch.compiler import is_compiling as _is_compiling
 from torch.nn.modules import module as _torch_module
 
 from registry.core.lowering import Const, Node, Var, lower
@@ -111,6 +112,23 @@ def as_tensor(value: Value, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return torch.full_like(like, value)
 
 
+def _rows_tensor(rows: list[tuple[float, ...]], dtype: torch.dtype) -> torch.Tensor:
+    """The float path's answer, a new tensor of these rows (not empty)."""
+    first = rows[0]
+    if len(rows) == 1 and len(first) == 1:
+        value = first[0]
+        if dtype is torch.float64 or (dtype is torch.float32 and -_F32_MAX <= value <= _F32_MAX):
+            one = _ONE_BY_ONE[dtype].copy()
+            one[0, 0] = value
+            return torch.from_numpy(one)
+    elif dtype is torch.float64 or (dtype is torch.float32 and all(
+            -_F32_MAX <= v <= _F32_MAX for row in rows for v in row)):
+        # a numpy array viewed as a tensor: the cheapest new tensor (NaN and values
+        # float32 cannot hold go the other way: numpy would warn where torch does not)
+        return torch.from_numpy(numpy.array(rows, dtype=_NUMPY_DTYPES[dtype]))
+    return torch.tensor(rows, dtype=dtype)
+
+
 class EquationModule(PortModule):
     """A torch module evaluating one sympy expression per output."""
 
@@ -143,6 +161,7 @@ class EquationModule(PortModule):
                                       constants=self.constant_names)
         self._trainables = [p for p in self.parameters()]
         self._n_inputs = len(self.input_names)
+        self._fast_numel = FAST_PATH_MAX_BATCH * self._n_inputs
         # the dicts themselves (`.to()`, `load_state_dict` replace or write their entries)
         self._constant_buffers = self.constants._buffers
         self._constant_parameters = self.constants._parameters
@@ -168,18 +187,27 @@ class EquationModule(PortModule):
     def _answer(self, x: torch.Tensor | Mapping[str, torch.Tensor]
                 ) -> torch.Tensor | dict[str, torch.Tensor]:
         # One sample (or a few) as a plain tensor: the float path with nothing in between
-        # (each check here costs tens of nanoseconds; a whole call 4.7 µs before this).
-        if type(x) is torch.Tensor and self._scalar is not None:
-            shape = x.shape
-            if (len(shape) == 2 and shape[1] == self._n_inputs
-                    and shape[0] <= FAST_PATH_MAX_BATCH and x.is_cpu
-                    and not (torch.is_grad_enabled() and (x.requires_grad or (
-                        bool(self._trainables)
-                        and any(p.requires_grad for p in self._trainables))))
-                    and not torch.compiler.is_compiling()):  # as `_floats_apply`, inline
-                fast = self._forward_floats(x)
-                if fast is not None:
-                    return fast
+        # (each check costs tens of nanoseconds; a whole call 4.7 µs before this). The
+        # checks are `_floats_apply`'s, inline and cheapest first: the grad mode is asked
+        # only where something could record (an input or a constant needing grad).
+        scalar = self._scalar
+        if (type(x) is torch.Tensor and scalar is not None and x.ndim == 2 and x.is_cpu
+                and x.numel() <= self._fast_numel
+                and not ((x.requires_grad or (bool(self._trainables) and any(
+                    p.requires_grad for p in self._trainables))) and torch.is_grad_enabled())
+                and not _is_compiling()):
+            constants = self._constant_floats() if self.constant_names else ()
+            try:
+                values = x.tolist()
+                rows = ([scalar(*values[0], *constants)]
+                        if len(values) == 1 and len(values[0]) == self._n_inputs
+                        else [scalar(*row, *constants) for row in values]
+                        if values and len(values[0]) == self._n_inputs else None)
+            except (ArithmeticError, ValueError, RuntimeError):
+                rows = None  # (as `_forward_floats`)
+            fast = _rows_tensor(rows, x.dtype) if rows else None
+            if fast is not None:
+                return fast
         return PortModule.forward(self, x)
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,27 +241,11 @@ class EquationModule(PortModule):
         constants = self._constant_floats() if self.constant_names else ()
         try:
             values = x.tolist()
-            rows = ([scalar(*values[0], *constants)] if len(values) == 1
-                    else [scalar(*row, *constants) for row in values])
+            rows = [scalar(*row, *constants) for row in values]
         except (ArithmeticError, ValueError, RuntimeError):
             return None  # RuntimeError: a tensor under a transform (vmap) has no floats
-        if not rows:
-            return None  # no rows: the tensor path's empty result keeps its shape
-        dtype = x.dtype
-        first = rows[0]
-        if len(rows) == 1 and len(first) == 1:
-            value = first[0]
-            if dtype is torch.float64 or (dtype is torch.float32
-                                          and -_F32_MAX <= value <= _F32_MAX):
-                one = _ONE_BY_ONE[dtype].copy()
-                one[0, 0] = value
-                return torch.from_numpy(one)
-        elif dtype is torch.float64 or (dtype is torch.float32 and all(
-                -_F32_MAX <= v <= _F32_MAX for row in rows for v in row)):
-            # a numpy array viewed as a tensor: the cheapest new tensor (NaN and values
-            # float32 cannot hold go the other way: numpy would warn where torch does not)
-            return torch.from_numpy(numpy.array(rows, dtype=_NUMPY_DTYPES[dtype]))
-        return torch.tensor(rows, dtype=dtype)
+        return _rows_tensor(rows, x.dtype) if rows else None  # (no rows: the tensor path's
+        # empty result keeps its shape)
 
     def _forward_ops(self, x: torch.Tensor) -> torch.Tensor:
         env = {name: x[..., i] for i, name in enumerate(self.input_names)}

@@ -1,9 +1,8 @@
 """The one git adapter: every git call of the registry goes through `GitRepo` (GitPython).
 
-Versions are annotated tags `<name>@v<semver>`; stage assignments are GTO's
-`<name>#<stage>#<n>` tags on the version's commit (`registry.store.tags`
-formats and parses both), so `gto show` reads the same registry. Blobs are read
-through GitPython's persistent `git cat-file --batch` process.
+Versions are annotated tags `<name>@v<semver>`; stage assignments are GTO's `<name>#<stage>#<n>`
+tags on the version's commit (`registry.store.tags` formats and parses both), so `gto show`
+reads the same registry. Blobs are read through GitPython's `git cat-file --batch`.
 
 Example:
     >>> repo = GitRepo(Path("."))
@@ -14,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -195,11 +194,13 @@ class GitRepo:
                               (self.root / common).resolve())
         return self._git_dirs
 
-    def fingerprint(self) -> str:
-        """Changes whenever a tag or HEAD changes (what the index cache depends on)."""
+    def fingerprint(self, tags: Sequence[Tag] | None = None) -> str:
+        """Changes whenever a tag or HEAD changes (what the index cache depends on); from
+        `tags` (as `tags()` read them) the same digest without a second listing."""
         import hashlib
 
-        refs = self.run("for-each-ref", "--format=%(refname)%00%(objectname)", "refs/tags")
+        refs = ("".join(f"refs/tags/{t.name}\0{t.object_sha}\n" for t in tags) if tags is not None
+                else self.run("for-each-ref", "--format=%(refname)%00%(objectname)", "refs/tags"))
         return hashlib.sha256(f"{self.head()}\n{refs}".encode()).hexdigest()
 
     def version_tags(self, tags: Iterable[Tag] | None = None) -> list[VersionTag]:

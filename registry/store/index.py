@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.errors import RegistryError
 from registry.store.base import MODULES_DIR, VersionRow
-from registry.store.git import GitRepo
+from registry.store.git import GitRepo, Tag
 from registry.store.index_engine import _advisory_xact_lock, _engine, dispose_engines
 from registry.store.index_reads import (
     is_corruption,
@@ -175,12 +175,13 @@ class Index:
             with self.engine.begin() as conn:
                 if self.is_postgres:  # other hosts sharing the database queue here
                     conn.execute(_advisory_xact_lock(self._lock_id))
-                fingerprint = self._fingerprint()
+                tags = self.repo.tags()  # one listing: the fingerprint and the rebuild's
+                fingerprint = self._fingerprint(tags)
                 if not force and self._stored_meta(conn).get("fingerprint") == fingerprint:
                     self._write_meta(conn, {"ref_state": state})
                     self._fresh_at = state
                     return False
-                self._rebuild(conn, fingerprint, force=force)
+                self._rebuild(conn, fingerprint, tags, force=force)
                 if state is None and refs is not None:  # the SQLite file was made just now
                     state = self._state(refs)  # (with the refs as read before the rebuild)
                 self._write_meta(conn, {"ref_state": state})
@@ -210,8 +211,8 @@ class Index:
             return None
         return f"{SCHEMA_VERSION}:{refs}:{st.st_ino}"  # a new row layout is a new state
 
-    def _fingerprint(self) -> str:
-        return f"{SCHEMA_VERSION}:{self.repo.fingerprint()}"
+    def _fingerprint(self, tags: list[Tag] | None = None) -> str:
+        return f"{SCHEMA_VERSION}:{self.repo.fingerprint(tags)}"
 
     def _stored_meta(self, conn: sa.Connection | None = None) -> dict[str, str]:
         """This repository's meta rows (fingerprint, ref_state, root); {} with no tables."""
@@ -236,7 +237,8 @@ class Index:
             self.metadata.create_all(conn)
         self._tables_ready = True
 
-    def _rebuild(self, conn: sa.Connection, fingerprint: str, *, force: bool) -> None:
+    def _rebuild(self, conn: sa.Connection, fingerprint: str, tags: list[Tag], *,
+                 force: bool) -> None:
         import sqlalchemy as sa
 
         from registry.core.manifest import MANIFEST_FILE
@@ -244,7 +246,6 @@ class Index:
 
         v, s, m = self.versions_t, self.stages_t, self.meta_t
         mine = self.repo_id
-        tags = self.repo.tags()
         version_tags = self.repo.version_tags(tags)
         if force:
             conn.execute(v.delete().where(v.c.repo == mine))

@@ -127,9 +127,10 @@ def _finish(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> list[Any
 
 
 def _main() -> None:
-    from registry.core.manifest import parse_manifest  # noqa: F401  (imported before the
-    from registry.store.index_rows import ports_json  # noqa: F401   texts arrive)
+    from registry.core.manifest import Manifest
+    from registry.store.index_rows import ports_json  # noqa: F401
 
+    Manifest.model_rebuild()  # imported and built before the texts arrive (models defer it)
     data = sys.stdin.read()
     items = json.loads(data) if data.strip() else []
     json.dump([parse_one(source, text) for source, text in items], sys.stdout)
