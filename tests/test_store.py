@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -371,8 +372,8 @@ def test_parse_workers_started_early_end_when_not_needed(
     parsers = index_parse.Parsers(index_parse.PARALLEL_MIN)
     procs = list(parsers.procs)
     assert len(procs) == 2 and all(p.poll() is None for p in procs)
-    parsers.close()  # as after a failure before the texts arrive
-    assert parsers.procs == [] and [p.returncode for p in procs] == [0, 0]
+    parsers.close()  # as after a failure before the texts arrive: ended, not waited for
+    assert parsers.procs == [] and all(p.returncode in (0, -signal.SIGKILL) for p in procs)
     assert index_parse.Parsers(10).parse([("x", "schema: 1\n")]) == [None]  # none started
 
 
@@ -389,3 +390,36 @@ def test_the_fingerprint_from_the_listed_tags_is_gits_own(reg, repo: Path) -> No
     git(repo, "tag", "-d", "light")
     assert gitrepo.fingerprint(gitrepo.tags()) == gitrepo.fingerprint() != gitrepo.fingerprint(
         tags)
+
+
+def test_workers_read_the_blobs_of_their_share_and_answer_as_one_process(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: `parse_blobs` spreads the reading of the blobs with their parsing; a
+    missing blob, a tree and bytes that are not UTF-8 are None, in order, and a worker
+    that fails costs only speed."""
+    import os
+
+    from registry.store import index_parse
+    from registry.store.git import GitRepo
+
+    (repo / "modules" / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a blob that is not UTF-8")
+    gitrepo = GitRepo(repo)
+    head = gitrepo.head()
+    items = [(f"t{i}:module.yaml", f"{head}:modules/{n}/module.yaml")
+             for i, n in enumerate(["gravity", "drag", "drag-net"] * 3)]
+    items[4] = ("t4:module.yaml", f"{head}:modules/none/module.yaml")
+    items[6] = ("t6:module.yaml", f"{head}:modules")
+    items[7] = ("t7:module.yaml", f"{head}:modules/latin1.yaml")
+    serial = index_parse.Parsers(0).parse_blobs(gitrepo, items)  # no worker: here
+    assert [row is None for row in serial] == [False] * 4 + [True, False, True, True, False]
+    assert [json.loads(row[2])["name"] for row in serial if row] == [
+        "gravity", "drag", "drag-net", "gravity", "drag-net", "drag-net"]
+    monkeypatch.setattr(index_parse, "PARALLEL_MIN", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    proc, feeder = index_parse._start({"root": str(repo), "specs": items[3:9]})
+    assert index_parse._finish(proc, feeder) == serial[3:9]  # a worker's own answer
+    assert index_parse.Parsers(len(items)).parse_blobs(gitrepo, items) == serial
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # every worker fails
+    assert index_parse.Parsers(len(items)).parse_blobs(gitrepo, items) == serial

@@ -39,6 +39,7 @@ from registry.errors import RegistryError
 from registry.store.base import MODULES_DIR, VersionRow
 from registry.store.git import GitRepo, Tag
 from registry.store.index_engine import _advisory_xact_lock, _engine, dispose_engines
+from registry.store.index_parse import PARALLEL_MIN, Parsers
 from registry.store.index_reads import (
     is_corruption,
     is_database_error,
@@ -170,21 +171,28 @@ class Index:
             return False
         from filelock import FileLock  # (only to write: a fresh read never loads it)
 
-        with FileLock(str(self.lock_path), timeout=120), self._errors():
-            self._ensure_tables()
-            with self.engine.begin() as conn:
-                if self.is_postgres:  # other hosts sharing the database queue here
-                    conn.execute(_advisory_xact_lock(self._lock_id))
-                tags = self.repo.tags()  # one listing: the fingerprint and the rebuild's
-                fingerprint = self._fingerprint(tags)
-                if not force and self._stored_meta(conn).get("fingerprint") == fingerprint:
+        path = self._sqlite_path()  # no index file yet: a full rebuild is coming, and parse
+        ahead = (Parsers(PARALLEL_MIN)  # workers started now import while tables and tags
+                 if refs is not None and path is not None and not path.exists() else None)
+        try:  # are made and read (a small repository's end unfed, at once)
+            with FileLock(str(self.lock_path), timeout=120), self._errors():
+                self._ensure_tables()
+                with self.engine.begin() as conn:
+                    if self.is_postgres:  # other hosts sharing the database queue here
+                        conn.execute(_advisory_xact_lock(self._lock_id))
+                    tags = self.repo.tags()  # one listing: the fingerprint and the rebuild's
+                    fingerprint = self._fingerprint(tags)
+                    if not force and self._stored_meta(conn).get("fingerprint") == fingerprint:
+                        self._write_meta(conn, {"ref_state": state})
+                        self._fresh_at = state
+                        return False
+                    self._rebuild(conn, fingerprint, tags, ahead, force=force)
+                    if state is None and refs is not None:  # the SQLite file was made now
+                        state = self._state(refs)  # (with the refs as read before the rebuild)
                     self._write_meta(conn, {"ref_state": state})
-                    self._fresh_at = state
-                    return False
-                self._rebuild(conn, fingerprint, tags, force=force)
-                if state is None and refs is not None:  # the SQLite file was made just now
-                    state = self._state(refs)  # (with the refs as read before the rebuild)
-                self._write_meta(conn, {"ref_state": state})
+        finally:
+            if ahead is not None:
+                ahead.close()
         self._fresh_at = state
         return True
 
@@ -237,12 +245,11 @@ class Index:
             self.metadata.create_all(conn)
         self._tables_ready = True
 
-    def _rebuild(self, conn: sa.Connection, fingerprint: str, tags: list[Tag], *,
-                 force: bool) -> None:
+    def _rebuild(self, conn: sa.Connection, fingerprint: str, tags: list[Tag],
+                 ahead: Parsers | None, *, force: bool) -> None:
         import sqlalchemy as sa
 
         from registry.core.manifest import MANIFEST_FILE
-        from registry.store.index_parse import Parsers
 
         v, s, m = self.versions_t, self.stages_t, self.meta_t
         mine = self.repo_id
@@ -258,26 +265,18 @@ class Index:
             conn.execute(v.delete().where(
                 (v.c.repo == mine) & (v.c.name == name) & (v.c.version == version)))
         fresh = [t for key, t in current.items() if key not in known or key in gone]
-        parsers = Parsers(len(fresh))  # started before the blobs are read
-        try:
-            blobs = self.repo.read_files(
-                [f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}" for t in fresh])
-            items, kept = [], []
-            for vtag, blob in zip(fresh, blobs, strict=True):
-                try:  # a tag whose commit lacks the manifest is not a version of ours
-                    if blob is not None:
-                        items.append((f"{vtag.tag.name}:module.yaml", blob.decode()))
-                        kept.append(vtag)
-                except UnicodeDecodeError:
-                    continue
-            parsed = parsers.parse(items)
+        parsers = ahead or Parsers(len(fresh))  # (started early: imports overlap the reads)
+        try:  # (each process reads the blobs of its share)
+            parsed = parsers.parse_blobs(self.repo, [
+                (f"{t.tag.name}:module.yaml",
+                 f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}") for t in fresh])
         finally:
             parsers.close()  # (a failure above leaves no worker waiting)
         rows: list[dict[str, Any]] = [
             {"repo": mine, "name": vtag.module, "version": vtag.version, "kind": row[0],
              "summary": row[1], "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
              "commit": vtag.tag.commit, "created": vtag.tag.created, "manifest": row[2],
-             "ports": row[3]} for vtag, row in zip(kept, parsed, strict=True) if row is not None]
+             "ports": row[3]} for vtag, row in zip(fresh, parsed, strict=True) if row is not None]
         touched, dropped = {n for n, _ in gone} | {r["name"] for r in rows}, set(gone)
         best = latest_of([k for k in known if k[0] in touched and k not in dropped]
                          + [(r["name"], r["version"]) for r in rows])

@@ -20,8 +20,12 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registry.store.git import GitRepo
 
 __all__ = ["MAX_WORKERS", "PARALLEL_MIN", "Parsers", "parse_many"]
 
@@ -60,31 +64,57 @@ class Parsers:
         self.procs = [_spawn() for _ in range(workers)] if count >= PARALLEL_MIN else []
 
     def parse(self, items: list[tuple[str, str]]) -> list[Row | None]:
+        """`parse_one` over `(source, text)` pairs, in order."""
+        return self._spread(items, lambda share: share, lambda share: [
+            parse_one(*item) for item in share])
+
+    def parse_blobs(self, repo: GitRepo, items: list[tuple[str, str]]) -> list[Row | None]:
+        """`parse_one` over `(source, blob spec)` pairs (`<commit>:<path>`), in order; None
+        for a missing or undecodable blob. Each worker reads its own share's blobs, so the
+        reading is spread as the parsing is (10,000 blobs: 0.45 s in one process)."""
+        return self._spread(items, lambda share: {"root": str(repo.root), "specs": share},
+                            lambda share: _read_and_parse(repo, share))
+
+    def _spread(self, items: list[tuple[str, str]], payload: Callable[[Any], Any],
+                here: Callable[[Any], list[Row | None]]) -> list[Row | None]:
         if not self.procs or len(items) < PARALLEL_MIN:
             self.close()
-            return [parse_one(*item) for item in items]
+            return here(items)
         size = -(-len(items) // (len(self.procs) + 1))
         shares = [items[i:i + size] for i in range(0, len(items), size)]
-        started = [(proc, _feed(proc, share))  # (fewer shares than workers: the rest end)
+        started = [(proc, _feed(proc, payload(share)))  # (fewer shares: the rest end)
                    for proc, share in zip(self.procs, shares[1:], strict=False)]
         self.close(keep=len(started))
-        results = [parse_one(*item) for item in shares[0]]
+        results = here(shares[0])
         for share, (proc, feeder) in zip(shares[1:], started, strict=True):
             rows = _finish(proc, feeder)
             results.extend(rows if rows is not None and len(rows) == len(share)
-                           else [parse_one(*item) for item in share])
+                           else here(share))
         return results
 
     def close(self, keep: int = 0) -> None:
-        """End the workers past the first `keep` (given nothing, they read EOF and exit)."""
+        """End the workers past the first `keep` (given nothing: killed, as they may be
+        still importing, with nothing to lose)."""
         for proc in self.procs[keep:]:
+            proc.kill()
             if proc.stdin is not None:
                 proc.stdin.close()
             proc.wait()
         self.procs = self.procs[:keep]
 
 
-def _start(share: list[tuple[str, str]]) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+def _read_and_parse(repo: GitRepo, items: list[tuple[str, str]]) -> list[Row | None]:
+    blobs = repo.read_files([spec for _, spec in items])
+    rows: list[Row | None] = []
+    for (source, _), blob in zip(items, blobs, strict=True):
+        try:  # a tag whose commit lacks the manifest is not a version of ours
+            rows.append(parse_one(source, blob.decode()) if blob is not None else None)
+        except UnicodeDecodeError:
+            rows.append(None)
+    return rows
+
+
+def _start(share: Any) -> tuple[subprocess.Popen[bytes], threading.Thread]:
     proc = _spawn()
     return proc, _feed(proc, share)
 
@@ -97,7 +127,7 @@ def _spawn() -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
 
 
-def _feed(proc: subprocess.Popen[bytes], share: list[tuple[str, str]]) -> threading.Thread:
+def _feed(proc: subprocess.Popen[bytes], share: Any) -> threading.Thread:
     payload = json.dumps(share).encode()
 
     def feed() -> None:  # a thread: the pipe holds 64 KB, the share megabytes
@@ -132,8 +162,14 @@ def _main() -> None:
 
     Manifest.model_rebuild()  # imported and built before the texts arrive (models defer it)
     data = sys.stdin.read()
-    items = json.loads(data) if data.strip() else []
-    json.dump([parse_one(source, text) for source, text in items], sys.stdout)
+    work = json.loads(data) if data.strip() else []
+    if isinstance(work, dict):  # blobs to read here first
+        from registry.store.git import GitRepo
+
+        items = [(str(source), str(spec)) for source, spec in work["specs"]]
+        json.dump(_read_and_parse(GitRepo(Path(work["root"])), items), sys.stdout)
+    else:
+        json.dump([parse_one(source, text) for source, text in work], sys.stdout)
 
 
 if __name__ == "__main__":
