@@ -423,3 +423,6 @@ def test_workers_read_the_blobs_of_their_share_and_answer_as_one_process(
     assert index_parse.Parsers(len(items)).parse_blobs(gitrepo, items) == serial
     monkeypatch.setattr(sys, "executable", "/bin/false")  # every worker fails
     assert index_parse.Parsers(len(items)).parse_blobs(gitrepo, items) == serial
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # none can start
+    parsers = index_parse.Parsers(len(items))
+    assert parsers.procs == [] and parsers.parse_blobs(gitrepo, items) == serial

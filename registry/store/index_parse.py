@@ -61,7 +61,12 @@ class Parsers:
 
     def __init__(self, count: int) -> None:
         workers = min(os.cpu_count() or 1, MAX_WORKERS) - 1
-        self.procs = [_spawn() for _ in range(workers)] if count >= PARALLEL_MIN else []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for _ in range(workers if count >= PARALLEL_MIN else 0):
+                self.procs.append(_spawn())
+        except OSError:  # no interpreter to start (an embedded one): all parsed here
+            self.close()
 
     def parse(self, items: list[tuple[str, str]]) -> list[Row | None]:
         """`parse_one` over `(source, text)` pairs, in order."""
