@@ -38,10 +38,10 @@ _NUMPY_DTYPES = {torch.float32: numpy.float32, torch.float64: numpy.float64}
 _ONE_BY_ONE = {t: numpy.zeros((1, 1), dtype=d) for t, d in _NUMPY_DTYPES.items()}
 # torch's module-wide hook dicts (filled in place by `register_module_*_hook`, never
 # rebound): named once here, so the call checks them without four attribute reads.
-_GLOBAL_HOOKS = (_torch_module._global_forward_hooks, _torch_module._global_forward_pre_hooks,
-                 _torch_module._global_backward_hooks,
-                 _torch_module._global_backward_pre_hooks)
-_G_FORWARD, _G_FORWARD_PRE, _G_BACKWARD, _G_BACKWARD_PRE = _GLOBAL_HOOKS
+_G_FORWARD, _G_FORWARD_PRE = (_torch_module._global_forward_hooks,
+                               _torch_module._global_forward_pre_hooks)
+_G_BACKWARD, _G_BACKWARD_PRE = (_torch_module._global_backward_hooks,
+                                _torch_module._global_backward_pre_hooks)
 _F32_MAX = float(numpy.finfo(numpy.float32).max)
 Compiled = Callable[[Mapping[str, torch.Tensor]], Value]
 
@@ -205,9 +205,8 @@ class EquationModule(PortModule):
                         if values and len(values[0]) == self._n_inputs else None)
             except (ArithmeticError, ValueError, RuntimeError):
                 rows = None  # (as `_forward_floats`)
-            fast = _rows_tensor(rows, x.dtype) if rows else None
-            if fast is not None:
-                return fast
+            if rows:
+                return _rows_tensor(rows, x.dtype)
         return PortModule.forward(self, x)
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,8 +243,8 @@ class EquationModule(PortModule):
             rows = [scalar(*row, *constants) for row in values]
         except (ArithmeticError, ValueError, RuntimeError):
             return None  # RuntimeError: a tensor under a transform (vmap) has no floats
-        return _rows_tensor(rows, x.dtype) if rows else None  # (no rows: the tensor path's
-        # empty result keeps its shape)
+        # (no rows: the tensor path's empty result keeps its shape)
+        return _rows_tensor(rows, x.dtype) if rows else None
 
     def _forward_ops(self, x: torch.Tensor) -> torch.Tensor:
         env = {name: x[..., i] for i, name in enumerate(self.input_names)}

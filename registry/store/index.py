@@ -171,10 +171,11 @@ class Index:
             return False
         from filelock import FileLock  # (only to write: a fresh read never loads it)
 
-        path = self._sqlite_path()  # no index file yet: a full rebuild is coming, and parse
-        ahead = (Parsers(PARALLEL_MIN)  # workers started now import while tables and tags
-                 if refs is not None and path is not None and not path.exists() else None)
-        try:  # are made and read (a small repository's end unfed, at once)
+        # No index file yet: a full rebuild comes. Parse workers started now import while
+        # the tables are made and the tags read (a small repository's are killed unfed).
+        path = self._sqlite_path()
+        ahead = Parsers(PARALLEL_MIN) if refs and path and not path.exists() else None
+        try:
             with FileLock(str(self.lock_path), timeout=120), self._errors():
                 self._ensure_tables()
                 with self.engine.begin() as conn:
