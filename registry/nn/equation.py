@@ -196,6 +196,7 @@ class EquationModule(PortModule):
                 and not ((x.requires_grad or (bool(self._trainables) and any(
                     p.requires_grad for p in self._trainables))) and torch.is_grad_enabled())
                 and not _is_compiling()):
+            # `_forward_floats`, inline: calling it measured 0.1 µs more a call (of 2.9)
             constants = self._constant_floats() if self.constant_names else ()
             try:
                 values = x.tolist()
