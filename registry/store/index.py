@@ -1,9 +1,10 @@
 """The index: a derived cache of every registered version, in SQL.
 
 It is rebuilt from git whenever the tags or HEAD change (a fingerprint of the
-refs is stored beside it), and only new tags are read. Deleting it loses
-nothing. SQLite by default (`.registry/index.sqlite`); any SQLAlchemy URL
-through `REGISTRY_INDEX_URL`, e.g. PostgreSQL
+refs is stored beside it), and only new tags are read; a SQLite rebuild that meets
+many at once parses each module's latest manifest and leaves the others to their
+first read (`index_rebuild`). Deleting it loses nothing. SQLite by default
+(`.registry/index.sqlite`); any SQLAlchemy URL through `REGISTRY_INDEX_URL`, e.g. PostgreSQL
 (`postgresql+psycopg://user:pass@host:5432/db`).
 
 One database may hold the index of several repositories (a PostgreSQL shared
@@ -36,10 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.errors import RegistryError
-from registry.store.base import MODULES_DIR, VersionRow
+from registry.store.base import VersionRow
 from registry.store.git import GitRepo, Tag
 from registry.store.index_engine import _advisory_xact_lock, _engine, dispose_engines
-from registry.store.index_parse import PARALLEL_MIN, Parsers
 from registry.store.index_reads import (
     is_corruption,
     is_database_error,
@@ -52,7 +52,8 @@ from registry.store.index_reads import (
     stages_sql,
     versions_sql,
 )
-from registry.store.index_rows import current_stages, latest_of, version_row
+from registry.store.index_rebuild import complete, rebuild
+from registry.store.index_rows import version_row
 from registry.store.index_schema import (
     META_TABLE,
     SCHEMA_VERSION,
@@ -171,29 +172,21 @@ class Index:
             return False
         from filelock import FileLock  # (only to write: a fresh read never loads it)
 
-        # No index file yet: a full rebuild comes. Parse workers started now import while
-        # the tables are made and the tags read (a small repository's are killed unfed).
-        path = self._sqlite_path()
-        ahead = Parsers(PARALLEL_MIN) if refs and path and not path.exists() else None
-        try:
-            with FileLock(str(self.lock_path), timeout=120), self._errors():
-                self._ensure_tables()
-                with self.engine.begin() as conn:
-                    if self.is_postgres:  # other hosts sharing the database queue here
-                        conn.execute(_advisory_xact_lock(self._lock_id))
-                    tags = self.repo.tags()  # one listing: the fingerprint and the rebuild's
-                    fingerprint = self._fingerprint(tags)
-                    if not force and self._stored_meta(conn).get("fingerprint") == fingerprint:
-                        self._write_meta(conn, {"ref_state": state})
-                        self._fresh_at = state
-                        return False
-                    self._rebuild(conn, fingerprint, tags, ahead, force=force)
-                    if state is None and refs is not None:  # the SQLite file was made now
-                        state = self._state(refs)  # (with the refs as read before the rebuild)
+        with FileLock(str(self.lock_path), timeout=120), self._errors():
+            self._ensure_tables()
+            with self.engine.begin() as conn:
+                if self.is_postgres:  # other hosts sharing the database queue here
+                    conn.execute(_advisory_xact_lock(self._lock_id))
+                tags = self.repo.tags()  # one listing: the fingerprint and the rebuild's
+                fingerprint = self._fingerprint(tags)
+                if not force and self._stored_meta(conn).get("fingerprint") == fingerprint:
                     self._write_meta(conn, {"ref_state": state})
-        finally:
-            if ahead is not None:
-                ahead.close()
+                    self._fresh_at = state
+                    return False
+                rebuild(self, conn, fingerprint, tags, force=force)
+                if state is None and refs is not None:  # the SQLite file was made now
+                    state = self._state(refs)  # (with the refs as read before the rebuild)
+                self._write_meta(conn, {"ref_state": state})
         self._fresh_at = state
         return True
 
@@ -246,58 +239,6 @@ class Index:
             self.metadata.create_all(conn)
         self._tables_ready = True
 
-    def _rebuild(self, conn: sa.Connection, fingerprint: str, tags: list[Tag],
-                 ahead: Parsers | None, *, force: bool) -> None:
-        import sqlalchemy as sa
-
-        from registry.core.manifest import MANIFEST_FILE
-
-        v, s, m = self.versions_t, self.stages_t, self.meta_t
-        mine = self.repo_id
-        version_tags = self.repo.version_tags(tags)
-        if force:
-            conn.execute(v.delete().where(v.c.repo == mine))
-        known = {(r.name, r.version): r.tag_sha for r in conn.execute(
-            sa.select(v.c.name, v.c.version, v.c.tag_sha).where(v.c.repo == mine))}
-        current = {(t.module, t.version): t for t in version_tags}
-        gone = [key for key, sha in known.items()
-                if key not in current or current[key].tag.object_sha != sha]
-        for name, version in gone:
-            conn.execute(v.delete().where(
-                (v.c.repo == mine) & (v.c.name == name) & (v.c.version == version)))
-        fresh = [t for key, t in current.items() if key not in known or key in gone]
-        parsers = ahead or Parsers(len(fresh))  # (started early: imports overlap the reads)
-        try:  # (each process reads the blobs of its share)
-            parsed = parsers.parse_blobs(self.repo, [
-                (f"{t.tag.name}:module.yaml",
-                 f"{t.tag.commit}:{MODULES_DIR}/{t.module}/{MANIFEST_FILE}") for t in fresh])
-        finally:
-            parsers.close()  # (a failure above leaves no worker waiting)
-        rows: list[dict[str, Any]] = [
-            {"repo": mine, "name": vtag.module, "version": vtag.version, "kind": row[0],
-             "summary": row[1], "tag": vtag.tag.name, "tag_sha": vtag.tag.object_sha,
-             "commit": vtag.tag.commit, "created": vtag.tag.created, "manifest": row[2],
-             "ports": row[3]} for vtag, row in zip(fresh, parsed, strict=True) if row is not None]
-        touched, dropped = {n for n, _ in gone} | {r["name"] for r in rows}, set(gone)
-        best = latest_of([k for k in known if k[0] in touched and k not in dropped]
-                         + [(r["name"], r["version"]) for r in rows])
-        for row in rows:
-            row["latest"] = int(best.get(row["name"]) == row["version"])
-        if rows:
-            conn.execute(v.insert(), rows)
-        moved = [{"n": n, "best": best.get(n, "")} for n in sorted(touched & {n for n, _ in known})]
-        if moved:  # the flag moves among a module's older rows (one UPDATE a module)
-            conn.execute(sa.text(f"UPDATE {VERSIONS_TABLE} SET latest = CASE WHEN version = "
-                                 ":best THEN 1 ELSE 0 END WHERE repo = :r AND name = :n"),
-                         [{**x, "r": mine} for x in moved])
-        conn.execute(s.delete().where(s.c.repo == mine))
-        stage_rows = current_stages(self.repo.stage_tags(tags), version_tags)
-        if stage_rows:
-            conn.execute(s.insert(), [{"repo": mine, **row} for row in stage_rows])
-        conn.execute(m.delete().where((m.c.repo == mine) & m.c.key.in_(["fingerprint", "root"])))
-        conn.execute(m.insert(), [{"repo": mine, "key": "fingerprint", "value": fingerprint},
-                                  {"repo": mine, "key": "root", "value": self.key}])
-
     def versions(self, name: str | None = None, *, kind: str | None = None,
                  manifests: bool = False, latest: bool = False) -> list[VersionRow]:
         """Registered versions (with the stages they hold), ordered by name; each row's
@@ -338,8 +279,13 @@ class Index:
                            manifests=manifests, latest=latest)
         with self._errors():
             result = self._read(sql, name=name, kind=kind)
+            if any(r["pending"] for r in result):  # parsed at their first read
+                complete(self, name)
+                result = self._read(sql, name=name, kind=kind)
         found: dict[tuple[str, str], tuple[Any, list[str]]] = {}
         for r in result:  # (ordered by name, version; a row a stage held)
+            if r["pending"]:  # (made pending by a rebuild just now: read at the next call)
+                continue
             _, held = found.setdefault((r["name"], r["version"]), (r, []))
             if r["stage"] is not None:
                 held.append(r["stage"])

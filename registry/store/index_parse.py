@@ -109,7 +109,7 @@ class Parsers:
 
 
 def _read_and_parse(repo: GitRepo, items: list[tuple[str, str]]) -> list[Row | None]:
-    blobs = repo.read_files([spec for _, spec in items])
+    blobs = repo.read_files([spec for _, spec in items], batch=True)
     rows: list[Row | None] = []
     for (source, _), blob in zip(items, blobs, strict=True):
         try:  # a tag whose commit lacks the manifest is not a version of ours

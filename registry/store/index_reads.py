@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["is_corruption", "is_database_error", "is_missing_table", "is_operational_error",
-           "meta_sql", "names_sql", "read_sqlite", "sqlite_path", "stages_sql",
+           "meta_sql", "names_sql", "pending_sql", "read_sqlite", "sqlite_path", "stages_sql",
            "versions_sql"]
 
 BUSY_TIMEOUT_MS = 30_000  # as the engine's pragma: a refresh in progress is waited for
 VERSION_COLUMNS = ("repo", "name", "version", "kind", "summary", "tag", "tag_sha", "commit",
-                   "created", "ports")
+                   "created", "ports", "pending")
 
 
 def sqlite_path(url: str, *, parse: Callable[[str], Any] | None = None) -> Path | None:
@@ -57,7 +57,9 @@ def read_sqlite(path: Path, sql: str, params: Mapping[str, Any]) -> list[sqlite3
 def versions_sql(table: str, stages: str, *, name: str | None, kind: str | None,
                  manifests: bool, latest: bool = False) -> str:
     """Versions with the stages they hold (one statement: one snapshot), by name, version;
-    with `latest`, each module's latest alone (the row flagged when the index was built)."""
+    with `latest`, each module's latest alone (the row flagged when the index was built).
+    Pending rows (`index_rebuild`) come too, whatever `kind` asks: their kind is not known
+    yet, and the reader completes them first."""
     columns = [*VERSION_COLUMNS, *(("manifest",) if manifests else ())]
     sql = (f"SELECT {', '.join(f'v.{_q(c)}' for c in columns)}, s.stage FROM {table} AS v "
            f"LEFT OUTER JOIN {stages} AS s ON s.repo = v.repo AND s.name = v.name "
@@ -65,10 +67,17 @@ def versions_sql(table: str, stages: str, *, name: str | None, kind: str | None,
     if name is not None:
         sql += " AND v.name = :name"
     if kind is not None:
-        sql += " AND v.kind = :kind"
+        sql += " AND (v.kind = :kind OR v.pending = 1)"
     if latest:
         sql += " AND v.latest = 1"
     return sql + " ORDER BY v.name, v.version"
+
+
+def pending_sql(table: str, *, name: str | None) -> str:
+    """The rows whose manifests are still to be parsed (of one module, or all)."""
+    sql = (f'SELECT name, version, tag, "commit" FROM {table} WHERE repo = :repo '
+           "AND pending = 1")
+    return sql + (" AND name = :name" if name is not None else "")
 
 
 def stages_sql(stages: str, *, name: str | None) -> str:
