@@ -5,8 +5,12 @@ each version a commit `Register <name>@<version>` holding `modules/<name>/module
 and an annotated tag `<name>@v<version>`, as `registry register` makes them (the
 manifests are gravity's, renamed). Then, interleaved over `--runs` rounds (medians):
 
-- `registry list`, cold (no index: the first read builds it) and warm;
-- `registry show <name>@<version>` (warm);
+- `registry list`, cold (no index: the first read builds it; from 1,000 new versions on
+  it parses each module's latest manifest, the others at their first read) and warm;
+- `registry show <name>@<version>` (the first after the listing: it completes that
+  module's other versions);
+- `registry list --all`, the first after those (it completes every other version: the
+  rest of a full rebuild's work);
 - the list page (`GET /`) and `GET /api/v1/modules?limit=50`, through the app in process;
 - `gto show` on the same repository (the anchor: it reads the tags and their commits;
   in the first `--gto-runs` rounds only, as it takes minutes at 10k versions).
@@ -139,6 +143,8 @@ def main() -> None:
             figures.setdefault("registry list, warm", []).append(timed([*cli, "list"], repo))
             figures.setdefault(f"registry show {last}", []).append(
                 timed([*cli, "show", last], repo))
+            figures.setdefault("registry list --all, first (completes the rest)", []).append(
+                timed([*cli, "list", "--all"], repo))
             pages = in_process(repo, ["/", "/api/v1/modules?limit=50", "/api/v1/health"])
             for path, seconds in pages.items():
                 figures.setdefault(f"GET {path} (in process)", []).append(seconds)
