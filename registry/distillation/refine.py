@@ -23,9 +23,12 @@ MAX_CONSTANTS = 8
 
 
 def refine_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray, *,
-                     deadline: float | None = None) -> sympy.Expr:
+                     deadline: float | None = None,
+                     scale: np.ndarray | None = None) -> sympy.Expr:
     """`expr` with its floats refitted to `y` by least squares, when that fits better (else
-    `expr` itself); stops at `deadline` (time.monotonic) with the best point so far."""
+    `expr` itself); stops at `deadline` (time.monotonic) with the best point so far.
+    `scale`: `y` is `scale` × expr (a Π prefactor's values), fitted in y's own space,
+    where a teacher's error is of one size (divided by a small prefactor, it is not)."""
     from scipy.optimize import least_squares
 
     floats = sorted(expr.atoms(sympy.Float), key=lambda f: sympy.default_sort_key(f))
@@ -36,6 +39,7 @@ def refine_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarra
     start = np.array([float(f) for f in floats])
     n = len(y)
     spread = float(np.std(y)) or 1.0
+    factor = np.ones(n) if scale is None else scale
 
     class _Late(Exception):
         pass
@@ -44,7 +48,7 @@ def refine_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarra
         if deadline is not None and time.monotonic() > deadline:
             raise _Late
         env = dict(x) | {p.name: np.full(n, v) for p, v in zip(params, theta, strict=True)}
-        r = (evaluate(template, env) - y) / spread
+        r = (factor * evaluate(template, env) - y) / spread
         return np.where(np.isfinite(r), r, 1e6)
 
     try:
@@ -55,5 +59,6 @@ def refine_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarra
         return expr
     refined = template.xreplace({p: sympy.Float(float(v)) for p, v in zip(params, fit.x,
                                                                          strict=True)})
-    before, after = nrmse(evaluate(expr, x), y), nrmse(evaluate(refined, x), y)
+    before = nrmse(factor * evaluate(expr, x), y)
+    after = nrmse(factor * evaluate(refined, x), y)
     return refined if math.isfinite(after) and after < before else expr

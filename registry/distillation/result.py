@@ -101,14 +101,23 @@ class DistillResult:
                 "structure_tests": self.structure_tests, "budget_use": self.budget_use}
 
 
+KNEE_PER_NODE = 0.06  # a candidate n nodes longer than a simpler one that fits the teacher
+KNEE_NODES = 10  # 1 + 0.06·n times better (n ≤ 10) is preferred to it, where the simpler
+KNEE_FLOOR = 0.2  # one misses by more than this share of the tolerance
+
+
 def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
     """The simplest candidate within 1.5× of the best error (or the tolerance, tightened as
     the solver tightens it, with the best candidate's error as the floor), preferring
-    dimensionally consistent ones.
+    dimensionally consistent ones; unless a candidate a few nodes longer fits the teacher
+    better by 6 % a node (then that one, and so on from it).
 
     With a teacher trained on noisy data the tolerance is near the noise, while the law
     fits the teacher far better than that; a simpler approximant 20× worse than the best
-    is not the law even when it is within the tolerance."""
+    is not the law even when it is within the tolerance. And a truncated series of the
+    law (2πkT/ħω − ½ for 1/(e^{ħω/2πkT} − 1)) can fit within the tolerance where the
+    law, four nodes longer, fits twice as well: the two are told apart by how close
+    they come, not by whether they pass."""
     consistent = [c for c in candidates if c.units_ok]
     # A law that fits only against the declared units means the units are wrong (a typo
     # in a table): it is still the answer, and the caller reports the contradiction.
@@ -119,4 +128,12 @@ def _choose(candidates: list[Candidate], tolerance: float) -> Candidate | None:
         return None
     best = min(c.nrmse for c in pool)
     threshold = max(best * 1.5, working_tolerance(tolerance, best))
-    return min((c for c in pool if c.nrmse <= threshold), key=lambda c: (c.complexity, c.nrmse))
+    within = sorted((c for c in pool if c.nrmse <= threshold),
+                    key=lambda c: (c.complexity, c.nrmse))
+    pick = within[0]
+    for cand in within[1:]:
+        longer = cand.complexity - pick.complexity
+        if (pick.nrmse > KNEE_FLOOR * tolerance and longer <= KNEE_NODES
+                and cand.nrmse * (1 + KNEE_PER_NODE * longer) <= pick.nrmse):
+            pick = cand
+    return pick

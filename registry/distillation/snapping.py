@@ -19,7 +19,7 @@ __all__ = ["bounded_simplify", "snap_constants"]
 
 _ROOTS = [(sympy.pi, math.pi), (sympy.sqrt(sympy.pi), math.sqrt(math.pi)),
           (sympy.sqrt(2), math.sqrt(2)), (sympy.sqrt(2 * sympy.pi), math.sqrt(2 * math.pi)),
-          (sympy.pi**2, math.pi**2)]
+          (sympy.pi**2, math.pi**2), (sympy.pi**3, math.pi**3)]  # π³: Planck's law
 # Each special number and its reciprocal: 1/(4π) is (1/4)·π⁻¹.
 _SPECIAL = [*_ROOTS, *((1 / s, 1 / v) for s, v in _ROOTS)]
 
