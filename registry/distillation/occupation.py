@@ -69,8 +69,8 @@ def occupation_laws(values: Mapping[str, np.ndarray], target: np.ndarray, tolera
         v = symbol(name)
         law = (sympy.Float(a) * v ** k
                / (sympy.exp(sympy.Float(c) * v ** e) + (1 if plus else -1)))
-        law = (refine_constants(law, values, target, deadline=deadline) if scale is None else
-               refine_constants(law, values, scale * target, deadline=deadline, scale=scale))
+        law = refine_constants(law, values, target if scale is None else scale * target,
+                               deadline=deadline, scale=scale)
         if nrmse(evaluate(law, values), target) < tolerance:
             record(law, "Fermi–Dirac law" if plus else "Bose–Einstein law")
             found += 1

@@ -61,7 +61,7 @@ def trusted_transforms(values: Mapping[str, np.ndarray], target: np.ndarray, tol
     if mask is None:
         return 0
     kept = {n: v[mask] for n, v in values.items()}
-    sign = 1.0 if float(np.median(target)) > 0 else -1.0
+    sign = 1.0 if float(target[mask][0]) > 0 else -1.0  # (one-signed on the trusted points)
     found = 0
     for transform in _transforms(target[mask]):
         if time.monotonic() > deadline:
@@ -79,9 +79,8 @@ def trusted_transforms(values: Mapping[str, np.ndarray], target: np.ndarray, tol
             law = _back(transform, fit.expr, sign)
             if law is None:
                 continue
-            law = (refine_constants(law, values, target, deadline=deadline) if scale is None
-                   else refine_constants(law, values, scale * target, deadline=deadline,
-                                         scale=scale))
+            law = refine_constants(law, values, target if scale is None else scale * target,
+                                   deadline=deadline, scale=scale)
             if nrmse(evaluate(law, values), target) < tolerance:
                 record(law, f"{label} of the {transform.name}, on trusted points")
                 found += 1

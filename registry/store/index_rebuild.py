@@ -80,10 +80,13 @@ def rebuild(ix: Index, conn: sa.Connection, fingerprint: str, tags: list[Tag], *
     touched = {n for n, _ in gone} | {t.module for t in fresh}
     lazy = ix._sqlite_path() is not None and len(fresh) >= LAZY_MIN
     parsed: dict[Key, Row | None] = {}
+
+    def parse(keys: list[Key]) -> None:
+        found = _parse(ix.repo, [(k, current[k].tag.name, current[k].tag.commit) for k in keys])
+        parsed.update(zip(keys, found, strict=True))
+
     if not lazy:
-        keys = [(t.module, t.version) for t in fresh]
-        parsed.update(zip(keys, _parse(ix.repo, [(k, current[k].tag.name, current[k].tag.commit)
-                                                 for k in keys]), strict=True))
+        parse([(t.module, t.version) for t in fresh])
     # Each touched module's latest: the highest version that is a valid manifest, parsed
     # from the top down (one round unless a top version turns out not to be ours).
     candidates: dict[str, list[str]] = {}
@@ -93,9 +96,7 @@ def rebuild(ix: Index, conn: sa.Connection, fingerprint: str, tags: list[Tag], *
     for versions in candidates.values():
         versions.sort(key=latest_key, reverse=True)
     while need := _unparsed_tops(candidates, parsed, pending):
-        parsed.update(zip(need, _parse(ix.repo, [(k, current[k].tag.name,
-                                                  current[k].tag.commit) for k in need]),
-                          strict=True))
+        parse(need)
     invalid = {key for key, row in parsed.items() if row is None}
     rows: list[dict[str, Any]] = []
     for vtag in fresh:
