@@ -62,9 +62,30 @@ def test_a_product_of_group_functions_is_split_and_solved_part_by_part() -> None
     assert best < 1e-4, [str(cand.expr) for cand in p.found]
 
 
+def test_two_groups_that_split_only_through_their_ratio_are_rebased() -> None:
+    """I.15.3t, (t − u·x/c²)/√(1 − u²/c²) = t·(1 − b²/a)/√(1 − b²) in a = u·t/x, b = u/c:
+    neither a product nor a sum of parts of a and b, but (1 − w)·(1 − b²)^(−1/2) in
+    w = b²/a and b."""
+    rng = np.random.default_rng(0)
+    v = {"a": rng.uniform(0.5, 3.0, 1000), "b": rng.uniform(0.1, 0.6, 1000)}
+    target = (1 - v["b"] ** 2 / v["a"]) / np.sqrt(1 - v["b"] ** 2)
+    p = _problem()
+    u, t, x, c = (symbol(n) for n in "utxc")
+    groups = {"a": u * t / x, "b": u / c}
+    kind = separate_groups(p, t, groups, v, target, 1e-5, until=time.monotonic() + 30)
+    assert kind == "·"
+    pts = {"u": rng.uniform(1, 2, 500), "t": rng.uniform(2, 5, 500),
+           "x": rng.uniform(1, 5, 500), "c": rng.uniform(3, 10, 500)}
+    truth = evaluate((t - u * x / c**2) / sympy.sqrt(1 - u**2 / c**2), pts)
+    best = min(nrmse(evaluate(cand.expr, pts), truth) for cand in p.found)
+    assert best < 1e-4, [str(cand.expr) for cand in p.found]
+
+
 def test_a_function_that_does_not_split_is_left_alone() -> None:
     v = _groups()
-    target = np.exp(v["a"] * v["b"] / 5) + v["a"]  # neither a product nor a sum of parts
+    # Neither a product nor a sum of parts, in a and b or in a·bᵏ and one of them
+    # (exp(a·b/5) + a splits in a·b and a, 1/(a + b/10) in a/b and b).
+    target = v["a"] + v["b"] / 10 + v["a"] * v["b"]
     p = _problem()
     assert separate_groups(p, sympy.Integer(1), {"a": symbol("a"), "b": symbol("b")}, v,
                            target, 1e-5, until=time.monotonic() + 10) is None

@@ -47,6 +47,18 @@ def test_the_simplest_spelling_of_the_same_number_still_wins() -> None:
     assert snapped == truth, snapped
 
 
+def test_a_fitted_scale_times_a_fitted_sum_snaps_as_one_constant() -> None:
+    """I.15.3x's refit spreads the law's scale over a factor and a sum's terms
+    (0.157·a·(6.3547 − 1.5887·b/a)·…): each snapped alone gave 2233/(72π³) for 1. The sum
+    is scaled by its own coefficient first, and the whole law snaps to 1·(a − b/4)/√(…)."""
+    truth = (A - B / 4) / sympy.sqrt(1 + 1 / A**2)
+    x, y = _data(truth, noise=1e-3)
+    raw = (sympy.Float(0.1574) * A * (sympy.Float(6.35472) - sympy.Float(1.58868) * B / A)
+           / (1 + sympy.Float(1.0003) / A**2) ** sympy.Float(0.500045))
+    snapped = snap_constants(raw, x, y, tolerance=3e-3)
+    assert sympy.simplify(snapped - truth) == 0, snapped
+
+
 def test_exact_data_snaps_exactly() -> None:
     truth = A**2 / 2 + sympy.sqrt(2) * B
     x, y = _data(truth)

@@ -30,10 +30,11 @@ __all__ = ["additive_components", "separate_groups"]
 
 DEGREE = 8  # Chebyshev degree of each group's component
 MAX_GROUPS = 4
-PARTS_KEPT = 3  # candidate expressions per component, the simplest within reach first
+PARTS_KEPT = 5  # candidate expressions per component, the simplest within reach first
 JOINT_DEGREE = 6  # of the series with cross terms the split is compared with
 SPLIT_MARGIN = 1.5  # the split may fit this much worse than that series
 PART_SEARCH_S = 1.5  # the expression search on each part, at most
+REBASE_POWERS = (1, -1, 2, -2)  # π₁·π₂ᵏ tried as a new group with π₂
 LOG_SPAN = 4.0  # a positive group spanning more than this factor is expanded in its log
 
 
@@ -81,8 +82,36 @@ def _joint_fit(values: Mapping[str, np.ndarray], z: np.ndarray) -> np.ndarray:
 def separate_groups(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
                     values: Mapping[str, np.ndarray], target: np.ndarray,
                     tol: float, *, until: float) -> str | None:
-    """Record prefactor · (g₁ ∘ … ∘ g_k) on `p` when target = f(groups) splits by group;
-    the kind of split found ("·" or "+"), or None."""
+    """Record prefactor · (g₁ ∘ … ∘ g_k) on `p` when target = f(groups) splits by group,
+    or, for two groups that do not, by a product or ratio of them and one of them; the
+    kind of split found ("·" or "+"), or None.
+
+    Which groups the reduction returns is a choice: (t − u·x/c²)/√(1 − u²/c²) is
+    t·(1 − π₂²/π₁)·g(π₂) in π₁ = u·t/x, π₂ = u/c, which splits in π₂²/π₁ and π₂."""
+    kind = _split(p, prefactor, groups, values, target, tol, until=until)
+    if kind is not None or len(groups) != 2:
+        return kind
+    for first, second in (list(groups), list(groups)[::-1]):
+        for k in REBASE_POWERS:
+            if time.monotonic() > until:
+                return None
+            name = f"{first}_{second}_{'m' if k < 0 else 'p'}{abs(k)}"
+            with np.errstate(all="ignore"):
+                combined = values[first] * values[second] ** k
+            if not np.all(np.isfinite(combined)):
+                continue
+            kind = _split(p, prefactor, {name: groups[first] * groups[second] ** k,
+                                         second: groups[second]},
+                          {name: combined, second: values[second]}, target, tol, until=until)
+            if kind is not None:
+                return kind
+    return None
+
+
+def _split(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+           values: Mapping[str, np.ndarray], target: np.ndarray,
+           tol: float, *, until: float) -> str | None:
+    """`separate_groups` on the groups as given."""
     from registry.distillation.reduction_fits import _quick, _search_reduced
 
     names = list(groups)

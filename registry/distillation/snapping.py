@@ -155,30 +155,19 @@ def _positive_root(e: sympy.Expr) -> sympy.Expr:
 
 
 def _normalise_sums(expr: sympy.Expr) -> sympy.Expr:
-    """Each fitted sum under a root or in a denominator scaled by one of its fitted
-    coefficients, the scale moved outside: √(33.8·a² − 67.5·a·b + 33.9·b²) becomes
-    5.81·√(a² − 2.0·a·b + 1.005·b²), whose inner constants are ratios a teacher's noise
-    leaves near simple numbers (a joint refit spreads the scale over all of them)."""
+    """Each fitted sum under a root, in a denominator or beside a fitted factor scaled by
+    one of its fitted coefficients, the scale moved outside: √(33.8·a² − 67.5·a·b +
+    33.9·b²) becomes 5.81·√(a² − 2.0·a·b + 1.005·b²), 0.574·x·(1.589 − 1.589·π₁) becomes
+    0.912·x·(1 − 1.0·π₁): their inner constants are ratios a teacher's noise leaves near
+    simple numbers (a joint refit spreads the scale over all of them, and each part
+    snapped alone gives 29/(8π)·77/(9π²) for 1)."""
     def scale(node: sympy.Expr) -> sympy.Expr:
         if not (isinstance(node, sympy.Pow) and isinstance(node.base, sympy.Add)
-                and node.base.atoms(sympy.Float)
                 and not (node.exp.is_Integer and node.exp > 0)):
             return node
-        coefficients = [t.as_coeff_Mul()[0] for t in sympy.Add.make_args(node.base)]
-        floats = [c for c in coefficients if isinstance(c, sympy.Float) and c != 0]
-        if not floats:
-            return node
-        # The scale that leaves the ratios nearest small whole numbers ([1, −2, 1.005]
-        # rather than [0.5, −1, 0.5025]; a large ratio counts as far from any).
-        values = [float(f) for f in coefficients if f != 0]
-
-        def distance(scale: float) -> float:
-            return sum(min(abs(v / scale - round(v / scale)), 0.5) if abs(v / scale) <= 12.5
-                       else 0.5 for v in values)
-
-        c = min((float(f) for f in floats), key=lambda f: (distance(f), -abs(f)))
-        c = abs(c) if not node.exp.is_Integer else c
-        if c == 1:
+        c = _sum_scale(node.base)
+        c = abs(c) if c is not None and not node.exp.is_Integer else c
+        if c is None or c == 1:
             return node
         outside = c ** float(node.exp)
         if not math.isfinite(outside):
@@ -187,10 +176,41 @@ def _normalise_sums(expr: sympy.Expr) -> sympy.Expr:
         inside = sympy.Add(*(t / c for t in sympy.Add.make_args(node.base)))
         return sympy.Float(outside) * inside ** node.exp
 
+    def scale_product(node: sympy.Expr) -> sympy.Expr:
+        coefficient, rest = node.as_coeff_Mul() if isinstance(node, sympy.Mul) else (1, node)
+        if not isinstance(coefficient, sympy.Float):
+            return node
+        outside, factors = float(coefficient), []
+        for factor in sympy.Mul.make_args(rest):
+            c = _sum_scale(factor) if isinstance(factor, sympy.Add) else None
+            if c is not None and c != 1:
+                factor = sympy.Add(*(t / c for t in sympy.Add.make_args(factor)))
+                outside *= c
+            factors.append(factor)
+        return sympy.Float(outside) * sympy.Mul(*factors) if math.isfinite(outside) else node
+
     try:
-        return expr.replace(lambda n: isinstance(n, sympy.Pow), scale)
+        expr = expr.replace(lambda n: isinstance(n, sympy.Pow), scale)
+        return expr.replace(lambda n: isinstance(n, sympy.Mul), scale_product)
     except (TypeError, ValueError, ArithmeticError):
         return expr
+
+
+def _sum_scale(total: sympy.Expr) -> float | None:
+    """The fitted coefficient of `total` that leaves its coefficients' ratios nearest small
+    whole numbers ([1, −2, 1.005] rather than [0.5, −1, 0.5025]; a large ratio counts as
+    far from any); None when it has no fitted coefficient."""
+    coefficients = [t.as_coeff_Mul()[0] for t in sympy.Add.make_args(total)]
+    floats = [c for c in coefficients if isinstance(c, sympy.Float) and c != 0]
+    if not floats:
+        return None
+    values = [float(f) for f in coefficients if f != 0]
+
+    def distance(scale: float) -> float:
+        return sum(min(abs(v / scale - round(v / scale)), 0.5) if abs(v / scale) <= 12.5
+                   else 0.5 for v in values)
+
+    return min((float(f) for f in floats), key=lambda f: (distance(f), -abs(f)))
 
 
 def _nested_floats(expr: sympy.Expr) -> bool:
