@@ -15,10 +15,11 @@ from registry.core.expr import symbol
 from registry.distillation.candidates import evaluate, nrmse
 from registry.distillation.group_separation import additive_components, separate_groups
 from registry.distillation.problem import _Problem
-from registry.distillation.quick import power_law
+from registry.distillation.quick import power_law, rational
 from registry.distillation.reduction_fits import _log_weights
 from registry.distillation.refine import refine_constants
 from registry.distillation.snapping import _best_option
+from registry.distillation.structure import translation_pairs
 from registry.distillation.transforms import _transforms
 
 
@@ -144,3 +145,34 @@ def test_a_far_cheaper_constant_may_fit_somewhat_worse() -> None:
     picked = _best_option(close, g, [(9, 2 / (5 * sympy.pi**2)), (11, 1 / (8 * sympy.pi))],
                           x, y2, allowed)
     assert picked == symbol("a") / (8 * sympy.pi)
+
+
+def test_a_noisy_rational_law_is_found_with_the_fewest_terms() -> None:
+    """Bonus test_3, (1 − α²)/(1 + α·cos Δ) with cos Δ in [0.54, 1]: all fourteen terms at
+    once fit a teacher's 10⁻³ noise worse than the law's three do (y·Q = P weighs the
+    noise by Q; cos Δ is nearly a constant column), so the fit starts from the fewest."""
+    rng = np.random.default_rng(0)
+    a, c = rng.uniform(2, 4, 4000), np.cos(rng.uniform(-1, 1, 4000))
+    y = (1 - a**2) / (1 + a * c)
+    noisy = y + rng.normal(0, 1e-3 * np.std(y), y.shape)
+    fit = rational({"a": a, "c": c}, noisy, degree=2, tolerance=2.5e-3)
+    assert fit is not None
+    law = (1 - symbol("a") ** 2) / (1 + symbol("a") * symbol("c"))
+    assert len(fit.expr.atoms(sympy.Float)) == 3, fit.expr
+    assert nrmse(evaluate(fit.expr, {"a": a, "c": c}), evaluate(law, {"a": a, "c": c})) < 1e-3
+
+
+def test_a_translation_is_tested_inside_the_ranges() -> None:
+    """A network is only right where it was trained: f(θ₁ − θ₂) over [4, 5]², wrong by
+    0.2 per unit past the edge. Shifting both by a quarter of the range from anywhere in
+    the box left it, and the pair was missed."""
+    ranges = {"d": (1.0, 3.0), "t1": (4.0, 5.0), "t2": (4.0, 5.0)}
+
+    def teacher(x: dict[str, np.ndarray]) -> np.ndarray:
+        outside = sum(np.clip(x[n] - 5.0, 0, None) + np.clip(4.0 - x[n], 0, None)
+                      for n in ("t1", "t2"))
+        return np.asarray(x["d"] / (1 + 3 * np.cos(x["t1"] - x["t2"])) + 0.2 * outside)
+
+    pairs = translation_pairs(teacher, ranges, {"d": "m", "t1": "rad", "t2": "rad"},
+                              tolerance=1e-3, rng=np.random.default_rng(0))
+    assert pairs == [("t1", "t2")]

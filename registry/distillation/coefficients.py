@@ -34,8 +34,8 @@ from registry.core.expr import symbol
 from registry.distillation.angles import angle_groups
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
 from registry.distillation.problem import _Problem
-from registry.distillation.quick import backward_eliminate
 from registry.distillation.refine import refine_constants
+from registry.distillation.subsets import backward_eliminate
 
 __all__ = ["decompose", "linear_terms", "queried_terms"]
 

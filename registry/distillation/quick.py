@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -20,6 +20,7 @@ import numpy as np
 import sympy
 
 from registry.core.expr import symbol
+from registry.distillation.subsets import backward_eliminate, fewest_terms
 
 __all__ = ["QuickFit", "backward_eliminate", "laurent", "library", "offset_power_law",
            "polynomial", "power_law", "rational", "snap_fraction"]
@@ -174,10 +175,18 @@ def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int 
             return coef, float("inf")
         return coef, _nrmse(predicted, y)
 
+    def fewest() -> tuple[list[int], np.ndarray, float] | None:
+        # Every term at once can fit a noisy y worse than the law's few do (y·Q = P
+        # weighs the noise by Q, and columns like cos Δ near 1 are almost collinear), and
+        # pruning from all of them can stall above the law's count: the fewest terms that
+        # fit instead.
+        return fewest_terms(lambda a: fit(a) if any(terms[i][0] for i in a)
+                            else (np.zeros(0), math.inf), len(terms), max_terms, tolerance)
+
     active = list(range(len(terms)))
     coef, err = fit(active)
     if not np.isfinite(err) or err > tolerance:
-        return None
+        active = []  # straight to the fewest terms
     while len(active) > 1:
         contributions = np.abs(full[:, active] * coef).max(axis=0)
         for position in np.argsort(contributions):
@@ -188,6 +197,15 @@ def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int 
                 break
         else:
             break
+    if not active or len(active) > max_terms:
+        # Every term at once can fit a noisy y worse than the law's few do (y·Q = P
+        # weighs the noise by Q; cos Δ near 1 is almost a constant column), and pruning
+        # from all of them can stall above the law's count: the fewest terms that fit.
+        found = fewest_terms(lambda a: fit(a) if any(terms[i][0] for i in a)
+                             else (np.zeros(0), math.inf), len(terms), max_terms, tolerance)
+        if found is None:
+            return None
+        active, coef, err = found
     if not any(terms[i][0] for i in active):
         return None  # a plain polynomial: `polynomial` states it more simply
     if len(active) > max_terms:
@@ -376,16 +394,3 @@ def laurent(variables: Mapping[str, np.ndarray], y: np.ndarray, *, tolerance: fl
     expr = sympy.Add(*(sympy.Float(float(c)) * x ** powers[a]
                        for c, a in zip(coef, active, strict=True)))
     return QuickFit(expr, err, 3 * len(active))
-
-
-def backward_eliminate(fit: Callable[[list[int]], tuple[np.ndarray, float]], size: int,
-                       allowed: float) -> list[int]:
-    """Of terms 0…size−1, drop one at a time the term whose loss hurts the fit least, while
-    `fit(kept)`'s error stays within `allowed`; the indices kept."""
-    kept = list(range(size))
-    while len(kept) > 1:
-        err, drop = min((fit([k for k in kept if k != drop])[1], drop) for drop in kept)
-        if err > allowed:
-            break
-        kept.remove(drop)
-    return kept

@@ -107,18 +107,23 @@ def translation_pairs(f: Teacher, ranges: Mapping[str, tuple[float, float]],
                       units: Mapping[str, str], *, tolerance: float,
                       rng: np.random.Generator, n: int = 256) -> list[tuple[str, str]]:
     """Pairs (a, b) of same-unit inputs with f unchanged when both shift together. Only
-    the inputs in `units` are paired (`ranges` holds every input the teacher takes)."""
+    the inputs in `units` are paired (`ranges` holds every input the teacher takes).
+
+    Both the points and the shifted points lie inside the ranges: a network asked past
+    the edge of its training data answers with an error of its own, which hid
+    θ₁ − θ₂ over [4, 5]² (a shift of a quarter of the range) from the test."""
     base = sample(ranges, n, rng)
-    y = f(base)
-    scale = float(np.std(y)) or 1.0
+    scale = float(np.std(f(base))) or 1.0
     pairs, used = [], set()
     for a, b in itertools.combinations([name for name in ranges if name in units], 2):
         if a in used or b in used or units[a] != units[b]:
             continue
         width = min(ranges[a][1] - ranges[a][0], ranges[b][1] - ranges[b][0])
         shift = 0.25 * width
-        moved = dict(base) | {a: base[a] + shift, b: base[b] + shift}
-        if _relative_change(f(moved), y, scale) <= tolerance:
+        start = dict(base) | {v: rng.uniform(ranges[v][0], ranges[v][1] - shift, n)
+                              for v in (a, b)}
+        moved = dict(start) | {a: start[a] + shift, b: start[b] + shift}
+        if _relative_change(f(moved), f(start), scale) <= tolerance:
             pairs.append((a, b))
             used |= {a, b}
     return pairs
