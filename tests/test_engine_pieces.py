@@ -15,7 +15,7 @@ from registry.core.expr import symbol
 from registry.distillation.candidates import evaluate, nrmse
 from registry.distillation.group_separation import additive_components, separate_groups
 from registry.distillation.problem import _Problem
-from registry.distillation.quick import power_law, rational
+from registry.distillation.quick import offset_power_law, power_law, rational
 from registry.distillation.reduction_fits import _log_weights
 from registry.distillation.refine import refine_constants
 from registry.distillation.snapping import _best_option
@@ -176,3 +176,21 @@ def test_a_translation_is_tested_inside_the_ranges() -> None:
     pairs = translation_pairs(teacher, ranges, {"d": "m", "t1": "rad", "t2": "rad"},
                               tolerance=1e-3, rng=np.random.default_rng(0))
     assert pairs == [("t1", "t2")]
+
+
+def test_a_floor_power_law_is_found_under_a_teachers_noise() -> None:
+    """Bonus test_6, α = √(1 + 2·π/Z²) with π spanning four decades: α's error of one size
+    swamps log(α² − 1) near the floor, which bent Z's exponent to −1.4 unweighted; each
+    point is weighted by its distance from the floor, and exponents snap within 0.06."""
+    rng = np.random.default_rng(0)
+    v = {"p": np.exp(rng.uniform(np.log(0.01), np.log(100.0), 4000)),
+         "z": rng.uniform(1, 3, 4000)}
+    alpha = np.sqrt(1 + 2 * v["p"] / v["z"] ** 2)
+    alpha = alpha + rng.normal(0, 5e-3 * np.std(alpha), alpha.shape)
+    fit = offset_power_law(v, alpha**2, tolerance=3e-2)
+    assert fit is not None
+    powers = {str(b): e for b, e in (t.as_base_exp() for t in sympy.Mul.make_args(
+        next(t for t in sympy.Add.make_args(fit.expr) if t.free_symbols)))}
+    assert powers["p"] == 1 and powers["z"] == -2, fit.expr
+    floor = float(next(t for t in sympy.Add.make_args(fit.expr) if not t.free_symbols))
+    assert abs(floor - 1) < 0.02, fit.expr

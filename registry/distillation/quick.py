@@ -323,31 +323,34 @@ def offset_power_law(variables: Mapping[str, np.ndarray], y: np.ndarray, *,
     spread = float(np.ptp(y)) or 1.0
     logs = np.stack([np.log(variables[n]) for n in names] + [np.ones_like(y)], axis=1)
 
-    def misfit(a: float) -> float:
+    def fitted(a: float) -> tuple[np.ndarray, float]:
+        # Each point weighted by |y − a|: an error of y of one size moves log|y − a| by
+        # that much less far from the floor (a teacher's error swamps the points near it).
         with np.errstate(all="ignore"):
-            z = np.log(np.abs(y - a))
-        if not np.all(np.isfinite(z)):
-            return math.inf
-        coef, *_ = np.linalg.lstsq(logs, z, rcond=None)
+            z, w = np.log(np.abs(y - a)), np.abs(y - a)
+        if not np.all(np.isfinite(z)) or not np.any(w > 0):
+            return np.zeros(logs.shape[1]), math.inf
+        w = w / w.max()
+        coef, *_ = np.linalg.lstsq(logs * w[:, None], z * w, rcond=None)
+        mean = float(np.sum(w * w * z) / np.sum(w * w))
         # Relative to log|y − a|'s own spread: far from y every floor looks flat.
-        return float(np.sqrt(np.mean((logs @ coef - z) ** 2)) / (np.std(z) or 1.0))
+        spread_z = float(np.sqrt(np.sum((w * (z - mean)) ** 2))) or 1.0
+        return coef, float(np.sqrt(np.sum((w * (logs @ coef - z)) ** 2))) / spread_z
 
     best: QuickFit | None = None
     for side in (-1.0, 1.0):
         edge = float(y.min()) if side < 0 else float(y.max())
         grid = np.logspace(-8, 2, 51)
-        errors = [misfit(edge + side * s * spread) for s in grid]
+        errors = [fitted(edge + side * s * spread)[1] for s in grid]
         k = int(np.argmin(errors))
         if not math.isfinite(errors[k]):
             continue
         lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-        found = minimize_scalar(lambda s, e=edge, d=side: misfit(e + d * s * spread),
+        found = minimize_scalar(lambda s, e=edge, d=side: fitted(e + d * s * spread)[1],
                                 bounds=(float(lo), float(hi)), method="bounded",
                                 options={"xatol": 1e-10 * float(hi)})
-        a = edge + side * float(found.x) * spread
-        with np.errstate(all="ignore"):
-            coef, *_ = np.linalg.lstsq(logs, np.log(np.abs(y - a)), rcond=None)
-        exponents = [snap_fraction(float(e)) for e in coef[:-1]]
+        coef, _ = fitted(edge + side * float(found.x) * spread)
+        exponents = [snap_fraction(float(e), tolerance=0.06) for e in coef[:-1]]
         if any(e is None for e in exponents) or not any(exponents):
             continue
         monomial = np.prod([np.power(variables[n], float(e))  # type: ignore[arg-type]

@@ -84,8 +84,10 @@ def solve_output(teacher: Teacher, ranges: Mapping[str, tuple[float, float]], *,
     # Snapping (and sympy's simplify) is the slow part: only for candidates that could
     # be chosen, the simplest first.
     best = min((c.nrmse for c in scored), default=math.inf)
-    eligible = sorted((c for c in scored if c.nrmse <= max(3 * best, 3 * tolerance)),
-                      key=lambda c: c.complexity)[:SNAPPED]
+    # One of each expression: the same fit reached through two transforms or reductions
+    # would take a second place from a law a little longer.
+    unique = {str(c.expr): c for c in scored if c.nrmse <= max(3 * best, 3 * tolerance)}
+    eligible = sorted(unique.values(), key=lambda c: c.complexity)[:SNAPPED]
     rescored = list(scored)
     problem.deadline = hard
     for i, cand in enumerate(eligible):
