@@ -20,6 +20,7 @@ from registry.distillation.reduction_fits import _log_weights
 from registry.distillation.refine import refine_constants
 from registry.distillation.snapping import _best_option
 from registry.distillation.structure import translation_pairs
+from registry.distillation.subsets import fewest_terms
 from registry.distillation.transforms import _transforms
 
 
@@ -194,3 +195,21 @@ def test_a_floor_power_law_is_found_under_a_teachers_noise() -> None:
     assert powers["p"] == 1 and powers["z"] == -2, fit.expr
     floor = float(next(t for t in sympy.Add.make_args(fit.expr) if not t.free_symbols))
     assert abs(floor - 1) < 0.02, fit.expr
+
+
+@pytest.mark.parametrize("n_terms", [8, 15])  # every subset; built up greedily
+def test_the_fewest_terms_that_fit_are_found(n_terms: int) -> None:
+    rng = np.random.default_rng(0)
+    columns = rng.normal(size=(500, n_terms))
+    y = 2 * columns[:, 1] - 3 * columns[:, 6] + 1e-4 * rng.normal(size=500)
+
+    def fit(active: list[int]) -> tuple[np.ndarray, float]:
+        coef, *_ = np.linalg.lstsq(columns[:, active], y, rcond=None)
+        return coef, nrmse(columns[:, active] @ coef, y)
+
+    found = fewest_terms(fit, n_terms, 4, 1e-3)
+    assert found is not None
+    active, coef, err = found
+    assert sorted(active) == [1, 6] and err < 1e-3
+    assert np.allclose(sorted(coef), [-3, 2], atol=1e-3)
+    assert fewest_terms(fit, n_terms, 1, 1e-3) is None  # one term cannot fit

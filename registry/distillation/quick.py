@@ -175,14 +175,6 @@ def rational(variables: Mapping[str, np.ndarray], y: np.ndarray, *, degree: int 
             return coef, float("inf")
         return coef, _nrmse(predicted, y)
 
-    def fewest() -> tuple[list[int], np.ndarray, float] | None:
-        # Every term at once can fit a noisy y worse than the law's few do (y·Q = P
-        # weighs the noise by Q, and columns like cos Δ near 1 are almost collinear), and
-        # pruning from all of them can stall above the law's count: the fewest terms that
-        # fit instead.
-        return fewest_terms(lambda a: fit(a) if any(terms[i][0] for i in a)
-                            else (np.zeros(0), math.inf), len(terms), max_terms, tolerance)
-
     active = list(range(len(terms)))
     coef, err = fit(active)
     if not np.isfinite(err) or err > tolerance:

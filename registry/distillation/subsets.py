@@ -15,8 +15,8 @@ __all__ = ["backward_eliminate", "fewest_terms"]
 EXHAUSTIVE_TERMS = 12  # up to this many candidate terms, every small subset is tried
 
 
-def fewest_terms(fit: Callable[[list[int]], tuple[np.ndarray, float]], n_terms: int, max_terms: int,
-                  tolerance: float) -> tuple[list[int], np.ndarray, float] | None:
+def fewest_terms(fit: Callable[[list[int]], tuple[np.ndarray, float]], n_terms: int,
+                 max_terms: int, tolerance: float) -> tuple[list[int], np.ndarray, float] | None:
     """The smallest set of terms (at most `max_terms`) whose fit is within `tolerance`, the
     best-fitting among sets of that size: every subset when there are few terms (one
     variable or two), else built up greedily, the term that helps most first."""
@@ -29,8 +29,8 @@ def fewest_terms(fit: Callable[[list[int]], tuple[np.ndarray, float]], n_terms: 
                 return chosen, coef, err
         return None
     active: list[int] = []
-    err = math.inf
-    while len(active) < max_terms and not err <= tolerance:
+    coef, err = np.zeros(0), math.inf
+    while len(active) < min(max_terms, n_terms) and not err <= tolerance:
         tried = [([*active, i], *fit([*active, i])) for i in range(n_terms) if i not in active]
         active, coef, err = min(tried, key=lambda t: t[2])
     return (active, coef, err) if err <= tolerance else None
