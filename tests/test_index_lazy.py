@@ -129,3 +129,48 @@ def test_kinds_among_all_versions_and_incremental_rebuilds_see_pending_rows(
     assert _pending(repo)["gravity@1.1.0"] == 0 and _pending(repo)["gravity@1.0.0"] == 1
     assert reg.get("gravity@1.0.0").version == "1.0.0"  # completed on read
     assert set(_pending(repo).values()) == {0}
+
+
+def test_a_reference_parses_only_the_row_it_names(
+        versions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first `show` after a cold listing: the version is chosen from the version strings,
+    and only its row is parsed; a chosen row that is not ours is dropped and the choice is
+    made again from the module's complete rows."""
+    repo = versions
+    registry.open(repo).promote("gravity@1.0.0", "production")
+    monkeypatch.setattr(index_rebuild, "LAZY_MIN", 1)
+    _drop_index(repo)
+    reg = registry.open(repo)
+    reg.list()
+    assert _pending(repo) == {"drag@1.0.0": 0, "gravity@1.0.0": 1, "gravity@1.1.0": 1,
+                              "gravity@1.2.0": 0}
+    assert reg.get("gravity").version == "1.2.0"  # the latest: parsed already
+    assert reg.get("gravity@^1").version == "1.2.0"
+    assert _pending(repo)["gravity@1.0.0"] == 1 and _pending(repo)["gravity@1.1.0"] == 1
+    resolved = registry.open(repo).resolve("gravity@1.1.0")
+    assert (resolved.manifest.version, resolved.tag) == ("1.1.0", "gravity@v1.1.0")
+    assert _pending(repo) == {"drag@1.0.0": 0, "gravity@1.0.0": 1, "gravity@1.1.0": 0,
+                              "gravity@1.2.0": 0}
+    # A stage names a pending version: that row alone is parsed.
+    held = registry.open(repo).resolve("gravity#production")
+    assert (held.manifest.version, held.stages) == ("1.0.0", ("production",))
+    assert set(_pending(repo).values()) == {0}
+
+
+def test_a_pending_version_that_is_not_ours_is_never_resolved(
+        versions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = versions
+    good = (repo / "modules" / "gravity" / "module.yaml").read_text()
+    _tag_outside(repo, "0.9.0", "kind: [not, ours]\n")
+    (repo / "modules" / "gravity" / "module.yaml").write_text(good)
+    git(repo, "commit", "-qam", "restore")
+    monkeypatch.setattr(index_rebuild, "LAZY_MIN", 1)
+    _drop_index(repo)
+    registry.open(repo).list()
+    assert _pending(repo)["gravity@0.9.0"] == 1
+    with pytest.raises(registry.NotFound,
+                       match=r"no version of `gravity` matches `gravity@0\.9\.0` "
+                             r"\(registered: 1\.0\.0, 1\.1\.0, 1\.2\.0\)"):
+        registry.open(repo).resolve("gravity@0.9.0")
+    assert "gravity@0.9.0" not in _pending(repo)
+    assert registry.open(repo).resolve("gravity@~1.0").manifest.version == "1.0.0"

@@ -50,6 +50,7 @@ from registry.store.index_reads import (
     read_sqlite,
     sqlite_path,
     stages_sql,
+    version_names_sql,
     versions_sql,
 )
 from registry.store.index_rebuild import complete, rebuild
@@ -240,13 +241,26 @@ class Index:
         self._tables_ready = True
 
     def versions(self, name: str | None = None, *, kind: str | None = None,
-                 manifests: bool = False, latest: bool = False) -> list[VersionRow]:
+                 manifests: bool = False, latest: bool = False,
+                 version: str | None = None) -> list[VersionRow]:
         """Registered versions (with the stages they hold), ordered by name; each row's
         manifest only with `manifests` (a listing needs the ports' units, not manifests);
-        only the latest of each module with `latest` (rows are made for those alone)."""
+        only the latest of each module with `latest` (rows are made for those alone);
+        only `name`'s `version` with a version (a deferred row: that one is parsed, not
+        the module's others)."""
         return self._rebuilding_if_corrupt(lambda: self._remembered(
-            ("versions", name, kind, manifests, latest),
-            lambda: self._versions(name, kind, manifests, latest)))
+            ("versions", name, kind, manifests, latest, version),
+            lambda: self._versions(name, kind, manifests, latest, version)))
+
+    def version_names(self, name: str) -> list[str]:
+        """`name`'s version strings, deferred rows included: nothing is parsed (one of
+        them may turn out not to be a version of ours when it is: `versions` then lacks
+        it)."""
+        def work() -> list[str]:
+            with self._errors():
+                rows = self._read(version_names_sql(VERSIONS_TABLE), name=name)
+            return [str(r["version"]) for r in rows]
+        return self._rebuilding_if_corrupt(lambda: self._remembered(("version_names", name), work))
 
     def _remembered(self, key: tuple[Any, ...], work: Callable[[], T]) -> T:
         """`work()`, or what it gave last time while the ref state is unchanged (SQLite
@@ -272,16 +286,18 @@ class Index:
         return self._rebuilding_if_corrupt(lambda: self._remembered(("names",), work))
 
     def _versions(self, name: str | None, kind: str | None, manifests: bool,
-                  latest: bool) -> list[VersionRow]:
+                  latest: bool, version: str | None) -> list[VersionRow]:
         # (Refreshed by `_remembered`.) One statement, so one snapshot: a concurrent
         # refresh is seen whole or not at all.
+        if version is not None and name is None:
+            raise ValueError("a version is asked of one module: give its name")
         sql = versions_sql(VERSIONS_TABLE, STAGES_TABLE, name=name, kind=kind,
-                           manifests=manifests, latest=latest)
+                           manifests=manifests, latest=latest, version=version)
         with self._errors():
-            result = self._read(sql, name=name, kind=kind)
+            result = self._read(sql, name=name, kind=kind, version=version)
             if any(r["pending"] for r in result):  # parsed at their first read
-                complete(self, name)
-                result = self._read(sql, name=name, kind=kind)
+                complete(self, name, version)
+                result = self._read(sql, name=name, kind=kind, version=version)
         found: dict[tuple[str, str], tuple[Any, list[str]]] = {}
         for r in result:  # (ordered by name, version; a row a stage held)
             if r["pending"]:  # (made pending by a rebuild just now: read at the next call)

@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["is_corruption", "is_database_error", "is_missing_table", "is_operational_error",
            "meta_sql", "names_sql", "pending_sql", "read_sqlite", "sqlite_path", "stages_sql",
-           "versions_sql"]
+           "version_names_sql", "versions_sql"]
 
 BUSY_TIMEOUT_MS = 30_000  # as the engine's pragma: a refresh in progress is waited for
 VERSION_COLUMNS = ("repo", "name", "version", "kind", "summary", "tag", "tag_sha", "commit",
@@ -55,9 +55,10 @@ def read_sqlite(path: Path, sql: str, params: Mapping[str, Any]) -> list[sqlite3
 
 
 def versions_sql(table: str, stages: str, *, name: str | None, kind: str | None,
-                 manifests: bool, latest: bool = False) -> str:
+                 manifests: bool, latest: bool = False, version: str | None = None) -> str:
     """Versions with the stages they hold (one statement: one snapshot), by name, version;
-    with `latest`, each module's latest alone (the row flagged when the index was built).
+    with `latest`, each module's latest alone (the row flagged when the index was built);
+    with `version` (and a name), that one version.
     Pending rows (`index_rebuild`) come too, whatever `kind` asks: their kind is not known
     yet, and the reader completes them first."""
     columns = [*VERSION_COLUMNS, *(("manifest",) if manifests else ())]
@@ -70,14 +71,23 @@ def versions_sql(table: str, stages: str, *, name: str | None, kind: str | None,
         sql += " AND (v.kind = :kind OR v.pending = 1)"
     if latest:
         sql += " AND v.latest = 1"
+    if version is not None:
+        sql += " AND v.version = :version"
     return sql + " ORDER BY v.name, v.version"
 
 
-def pending_sql(table: str, *, name: str | None) -> str:
-    """The rows whose manifests are still to be parsed (of one module, or all)."""
+def version_names_sql(table: str) -> str:
+    """One module's version strings, pending rows included (nothing is parsed for them)."""
+    return f"SELECT version FROM {table} WHERE repo = :repo AND name = :name"
+
+
+def pending_sql(table: str, *, name: str | None, version: str | None = None) -> str:
+    """The rows whose manifests are still to be parsed (of one module, or all; of one
+    version of it with `version`)."""
     sql = (f'SELECT name, version, tag, "commit" FROM {table} WHERE repo = :repo '
            "AND pending = 1")
-    return sql + (" AND name = :name" if name is not None else "")
+    sql += " AND name = :name" if name is not None else ""
+    return sql + (" AND version = :version" if version is not None else "")
 
 
 def stages_sql(stages: str, *, name: str | None) -> str:

@@ -173,8 +173,9 @@ def _completions(repo_id: str,
     return [(sql, params) for sql, params in ((_UPDATE, updates), (_DELETE, deletes)) if params]
 
 
-def complete(ix: Index, name: str | None) -> None:
-    """Parse the pending rows of `name` (every module's with None) and store them, under
+def complete(ix: Index, name: str | None, version: str | None = None) -> None:
+    """Parse the pending rows of `name` (every module's with None; its one `version`
+    with a version) and store them, under
     the index's lock (another process may have done it meanwhile: only what is still
     pending is read). SQLite only (a shared database is built whole), through the
     standard library: a first `show` after a cold listing loads no SQLAlchemy."""
@@ -192,8 +193,9 @@ def complete(ix: Index, name: str | None) -> None:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("BEGIN IMMEDIATE")
-            rows = conn.execute(pending_sql(VERSIONS_TABLE, name=name),
-                                {"repo": ix.repo_id, "name": name}).fetchall()
+            rows = conn.execute(pending_sql(VERSIONS_TABLE, name=name, version=version),
+                                {"repo": ix.repo_id, "name": name, "version": version}
+                                ).fetchall()
             found = _parse(ix.repo, [((r["name"], r["version"]), r["tag"], r["commit"])
                                      for r in rows]) if rows else []
             done = {(r["name"], r["version"]): row for r, row in zip(rows, found, strict=True)}

@@ -54,6 +54,7 @@ from registry.store.content import declared, next_version, refuse_link, regular_
 from registry.store.content import workspace_names as _workspace_names
 from registry.store.git import GitRepo
 from registry.store.index import Index
+from registry.store.index_select import row_for
 from registry.store.recovery import (
     Finding,
     Journal,
@@ -128,24 +129,7 @@ class LocalStore:
                                f"tree; create it with `registry new {reference.name}`")
             regular_files_only(path.parent)
             return self._workspace(load_manifest(path))
-        rows = {row.version: row for row in self.versions(reference.name, manifests=True)}
-        if reference.stage is not None:
-            stages = self.stages(reference.name)
-            version = stages.get((reference.name, reference.stage))
-            if version is None:
-                held = sorted(s for (_, s) in stages) or ["none"]
-                raise NotFound(f"`{reference.name}` has no version in stage `{reference.stage}` "
-                               f"(stages: {', '.join(held)}); assign one with "
-                               f"`registry promote {reference.name}@VERSION {reference.stage}`")
-        else:
-            if not rows and reference.name in self.workspace_names():
-                raise NotFound(f"`{reference.name}` is in the working tree but not registered; "
-                               f"use `{reference.name}@workspace`, or `registry register "
-                               f"{MODULES_DIR}/{reference.name}`")
-            if not rows:
-                raise NotFound(f"no module `{reference.name}`; `registry list` shows what exists")
-            version = reference.select(rows)
-        row = rows[version]
+        row = row_for(self.index, reference, self.workspace_names)
         manifest = Manifest.model_validate(row.manifest)
         folder = f"{MODULES_DIR}/{manifest.name}"
         commit = row.commit
