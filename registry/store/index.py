@@ -262,6 +262,11 @@ class Index:
             return [str(r["version"]) for r in rows]
         return self._rebuilding_if_corrupt(lambda: self._remembered(("version_names", name), work))
 
+    def remembered(self, key: tuple[Any, ...], work: Callable[[], T]) -> T:
+        """`work()` (reads of this index), remembered under `key` while the refs are
+        unchanged: one freshness check for the whole of it (`index_select.row_for`)."""
+        return self._rebuilding_if_corrupt(lambda: self._remembered(key, work))
+
     def _remembered(self, key: tuple[Any, ...], work: Callable[[], T]) -> T:
         """`work()`, or what it gave last time while the ref state is unchanged (SQLite
         only: its state is read from the refs' files; a shared database is asked)."""

@@ -26,7 +26,15 @@ __all__ = ["row_for"]
 def row_for(index: Index, reference: Reference,
             workspace_names: Callable[[], list[str]]) -> VersionRow:
     """The registered row `reference` names, with its manifest; `NotFound` (saying what
-    exists, or that the module is only in the working tree) where there is none."""
+    exists, or that the module is only in the working tree) where there is none. The
+    answer is remembered while the refs are unchanged (a server resolves the same
+    references again and again: one freshness check, no version parsing)."""
+    key = ("row", reference.name, reference.spec, reference.stage)
+    return index.remembered(key, lambda: _row_for(index, reference, workspace_names))
+
+
+def _row_for(index: Index, reference: Reference,
+             workspace_names: Callable[[], list[str]]) -> VersionRow:
     name = reference.name
     if reference.stage is not None:
         stages = index.stages(name)
