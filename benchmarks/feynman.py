@@ -8,6 +8,9 @@ time budget,
 - ours, teacher mode (`--teacher`): first a 64×64 tanh MLP is trained on 10⁴
   samples (8000 for training: Adam, then full-batch L-BFGS; 2000 for its test
   nRMSE), then the distiller queries the MLP (tolerance: twice its test nRMSE);
+  `--teacher-fit careful` trains it as a careful user would: twice the Adam steps and
+  three times the L-BFGS ones, and on log|y| where the target keeps one sign and spans
+  more than `LOG_SPAN` (the network answers ±exp of its output);
 - peers (`--peers`): gplearn and pyoperon (PyPI) on 10⁴ samples of the formula,
   without units; their models get the same constant snapping as ours.
 Recovery is decided symbolically: the difference with the true formula
@@ -62,6 +65,21 @@ TABLES = {"feynman": "FeynmanEquations.csv", "bonus": "BonusEquations.csv"}
 _RENAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "ln": "log"}
 _BASE = ["m", "s", "kg", "K", "V"]
 LBFGS_STEPS = 500  # full-batch refinement of the teacher after Adam
+# The teacher fits: steps of Adam, of L-BFGS, and whether a one-signed target spanning
+# decades is learnt as log|y| (`--teacher-fit`).
+TEACHER_FITS = {"plain": (3000, LBFGS_STEPS, False), "careful": (6000, 3 * LBFGS_STEPS, True)}
+LOG_SPAN = 100.0  # max|y| ÷ min|y| from which `careful` learns log|y|
+
+
+class LogTeacher(torch.nn.Module):
+    """A network trained on log|y|, answering `sign` × exp of its output."""
+
+    def __init__(self, net: torch.nn.Module, sign: float) -> None:
+        super().__init__()
+        self.net, self.sign = net, sign
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sign * torch.exp(self.net(x))
 
 
 def load_units(path: Path) -> dict[str, str]:
@@ -172,13 +190,13 @@ def sign_points(eq: dict[str, Any], n: int = 16) -> list[dict[str, float]]:
 
 
 def run_ours(eq: dict[str, Any], units: dict[str, str], budget: float, *,
-             teacher: bool, noise: float = 0.0) -> dict[str, Any]:
+             teacher: bool, noise: float = 0.0, fit: str = "plain") -> dict[str, Any]:
     names = eq["names"]
     fn = oracle(eq["truth"], names)
     tolerance, teacher_nrmse = 1e-5, None
     start = time.monotonic()
     if teacher:
-        fn, teacher_nrmse = train_teacher(fn, eq, noise=noise)
+        fn, teacher_nrmse = train_teacher(fn, eq, noise=noise, fit=fit)
         tolerance = max(2 * teacher_nrmse, 1e-5)
     inputs = {n: (units.get(n), eq["ranges"][n]) for n in names}
     began = time.monotonic()
@@ -206,46 +224,53 @@ def noisy(y: torch.Tensor, noise: float, seed: int = 1) -> torch.Tensor:
     return y + torch.randn(y.shape, generator=generator, dtype=y.dtype) * scale
 
 
-def train_teacher(fn: Any, eq: dict[str, Any], n: int = 10_000,
-                  noise: float = 0.0) -> tuple[Any, float]:
-    """A 64×64 MLP trained on `fn` (its targets noisy with `noise`); its test nRMSE against
-    the (noisy) held-out targets, as a user who has only measurements would see it."""
+def train_teacher(fn: Any, eq: dict[str, Any], n: int = 10_000, noise: float = 0.0,
+                  fit: str = "plain") -> tuple[Any, float]:
+    """A 64×64 MLP trained on `fn` (its targets noisy with `noise`; `fit` one of
+    `TEACHER_FITS`); its test nRMSE against the (noisy) held-out targets, as a user who
+    has only measurements would see it."""
     from registry.nn.network import NetworkModule
 
+    adam_steps, lbfgs_steps, log_ok = TEACHER_FITS[fit]
     rng = np.random.default_rng(0)
     x = np.stack([rng.uniform(*eq["ranges"][v], n) for v in eq["names"]], axis=1)
     xt = torch.as_tensor(x, dtype=torch.float64)
     y = noisy(fn(xt), noise).float()
     xf = xt.float()
+    size = y[:8000].abs()
+    one_sign = bool((y[:8000] > 0).all() or (y[:8000] < 0).all())
+    use_log = log_ok and one_sign and float(size.max() / size.min()) > LOG_SPAN
+    target = torch.log(y.abs()) if use_log else y
     torch.manual_seed(0)
     net = NetworkModule("mlp", {"hidden": [64, 64]}, inputs=eq["names"], outputs=["y"])
-    net.set_standardisation(xf[:8000], y[:8000])
+    net.set_standardisation(xf[:8000], target[:8000])
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=3000)
-    for _ in range(3000):
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=adam_steps)
+    for _ in range(adam_steps):
         idx = torch.randint(0, 8000, (256,))
-        loss = torch.mean(((net(xf[idx]) - y[idx]) / net.out_scale) ** 2)
+        loss = torch.mean(((net(xf[idx]) - target[idx]) / net.out_scale) ** 2)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         schedule.step()
     # Then full-batch L-BFGS on the same 8000 samples, as one would finish training a
     # small smooth network: it takes the error from about 1e-2 to a few 1e-3.
-    lbfgs = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=LBFGS_STEPS,
+    lbfgs = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=lbfgs_steps,
                               history_size=50, line_search_fn="strong_wolfe",
                               tolerance_grad=1e-12, tolerance_change=1e-15)
 
     def closure() -> torch.Tensor:
         lbfgs.zero_grad()
-        loss = torch.mean(((net(xf[:8000]) - y[:8000]) / net.out_scale) ** 2)
+        loss = torch.mean(((net(xf[:8000]) - target[:8000]) / net.out_scale) ** 2)
         loss.backward()
         return loss
 
     lbfgs.step(closure)
     net.eval()  # safe: torch.nn.Module.eval (inference mode), not Python's eval
+    teacher: torch.nn.Module = LogTeacher(net, float(torch.sign(y[0]))) if use_log else net
     with torch.no_grad():
-        err = torch.sqrt(torch.mean((net(xf[8000:]) - y[8000:]) ** 2)) / y[8000:].std()
-    return net, float(err)
+        err = torch.sqrt(torch.mean((teacher(xf[8000:]) - y[8000:]) ** 2)) / y[8000:].std()
+    return teacher, float(err)
 
 
 def run_peer(peer: str, eq: dict[str, Any], budget: float, noise: float = 0.0) -> dict[str, Any]:
@@ -372,6 +397,9 @@ def main() -> None:
                         "scheduler (tcp://HOST:8786; default $REGISTRY_DASK_SCHEDULER)")
     parser.add_argument("--budget-s", type=float, default=120.0)
     parser.add_argument("--teacher", action="store_true", help="also run teacher mode")
+    parser.add_argument("--teacher-fit", choices=sorted(TEACHER_FITS), default="plain",
+                        help="how the teacher is trained (careful: longer, and on log|y| "
+                        "for one-signed targets spanning decades)")
     parser.add_argument("--no-oracle", action="store_true",
                         help="skip oracle mode (e.g. a teacher-only run)")
     parser.add_argument("--peers", nargs="*", default=None,
@@ -410,8 +438,8 @@ def main() -> None:
     peers = [] if args.peers is None else (args.peers or ["gplearn", "pyoperon"])
     methods = [*([] if args.no_oracle else ["oracle"]), *(["teacher"] if args.teacher else []),
                *peers]
-    work = [(eq["id"], eq["table"], methods, args.budget_s, args.noise, args.jobs > 1)
-            for eq in equations]
+    work = [(eq["id"], eq["table"], methods, args.budget_s, args.noise, args.jobs > 1,
+             args.teacher_fit) for eq in equations]
     rows: list[dict[str, Any]] = []
     order = {eq["id"]: i for i, eq in enumerate(equations)}
 
@@ -439,23 +467,28 @@ def main() -> None:
     summarise(rows, methods, budget=args.budget_s)
 
 
-def run_equation(item: tuple[str, str, list[str], float, float, bool]) -> dict[str, Any]:
+Work = tuple[str, str, list[str], float, float, bool, str]
+
+
+def run_equation(item: Work) -> dict[str, Any]:
     """Every method on one equation: a row (a method that fails is a reason, not a crash)."""
     from registry.core.expr import format_expression
 
-    eq_id, table, methods, budget, noise, alone = item
+    eq_id, table, methods, budget, noise, alone, fit = item
     if alone:  # one worker per core: torch must not spawn threads of its own
         torch.set_num_threads(1)
     eq = next(e for e in load_table(table) if e["id"] == eq_id)
     units = load_units(DATA / "units.csv")
     row: dict[str, Any] = {"id": eq["id"], "table": table, "formula": eq["formula"],
                            "n_vars": len(eq["names"]), "budget_s": budget, "noise": noise}
+    if "teacher" in methods and fit != "plain":
+        row["teacher_fit"] = fit
     for method in methods:
         started = time.monotonic()
         try:
             if method in ("oracle", "teacher"):
                 res = run_ours(eq, units, budget, teacher=method == "teacher",
-                               noise=noise if method == "teacher" else 0.0)
+                               noise=noise if method == "teacher" else 0.0, fit=fit)
             else:
                 res = run_peer(method, eq, budget, noise=noise)
         except Exception as exc:  # a crash of a method is a result with its reason
@@ -478,10 +511,9 @@ def run_equation(item: tuple[str, str, list[str], float, float, bool]) -> dict[s
     return row
 
 
-def lost_row(item: tuple[str, str, list[str], float, float, bool],
-             error: str) -> dict[str, Any]:
+def lost_row(item: Work, error: str) -> dict[str, Any]:
     """The row of an equation whose worker died twice: every method failed, with why."""
-    eq_id, table, methods, budget, noise, _ = item
+    eq_id, table, methods, budget, noise, _, _ = item
     eq = next(e for e in load_table(table) if e["id"] == eq_id)
     row: dict[str, Any] = {"id": eq_id, "table": table, "formula": eq["formula"],
                            "n_vars": len(eq["names"]), "budget_s": budget, "noise": noise}

@@ -100,7 +100,38 @@ def test_a_method_that_crashes_is_a_row_with_its_reason(feynman,
         raise KeyError("epsilon")
 
     monkeypatch.setattr(feynman, "run_ours", crash)
-    row = feynman.run_equation(("test_12", "bonus", ["teacher"], 1.0, 0.0, False))
+    row = feynman.run_equation(("test_12", "bonus", ["teacher"], 1.0, 0.0, False, "plain"))
     assert row["teacher_recovered"] is False and row["teacher_equation"] == ""
     assert row["teacher_error"].startswith("KeyError: 'epsilon' (test_distill_budget.py:")
     assert row["table"] == "bonus" and row["id"] == "test_12"
+
+
+def test_a_careful_teacher_learns_log_y_where_the_target_spans_decades_of_one_sign(
+        feynman, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--teacher-fit careful`: a one-signed target spanning more than LOG_SPAN is learnt
+    as log|y| and answered as sign × exp; one crossing zero, or spanning less, as y."""
+    monkeypatch.setattr(feynman, "TEACHER_FITS", {"plain": (200, 20, False),
+                                                  "careful": (200, 20, True)})
+    eq = {"names": ["x", "z"], "ranges": {"x": (1.0, 10.0), "z": (1.0, 2.0)}}
+
+    def steep(x: torch.Tensor) -> torch.Tensor:  # -x⁻³·z: negative, spans 1,000 × 2
+        return -(x[:, 0:1] ** -3) * x[:, 1:2]
+
+    def crossing(x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0:1] - 5.0
+
+    careful, _ = feynman.train_teacher(steep, eq, fit="careful")
+    assert isinstance(careful, feynman.LogTeacher) and careful.sign == -1.0
+    probe = torch.tensor([[2.0, 1.5]])
+    with torch.no_grad():
+        assert torch.equal(careful(probe), -torch.exp(careful.net(probe)))
+        assert float(careful(probe)) < 0
+    plain, _ = feynman.train_teacher(steep, eq, fit="plain")
+    assert not isinstance(plain, feynman.LogTeacher)
+    small = torch.stack([torch.linspace(5.0, 10.0, 200), torch.full((200,), 1.5)], dim=1)
+    with torch.no_grad():  # where |y| is small, the log fit's relative error is far lower
+        rel = [float(((t(small) - steep(small)) / steep(small)).abs().median())
+               for t in (careful, plain)]
+    assert rel[0] * 3 < rel[1], rel
+    assert not isinstance(feynman.train_teacher(crossing, eq, fit="careful")[0],
+                          feynman.LogTeacher)
