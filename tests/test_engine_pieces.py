@@ -213,3 +213,22 @@ def test_the_fewest_terms_that_fit_are_found(n_terms: int) -> None:
     assert sorted(active) == [1, 6] and err < 1e-3
     assert np.allclose(sorted(coef), [-3, 2], atol=1e-3)
     assert fewest_terms(fit, n_terms, 1, 1e-3) is None  # one term cannot fit
+
+
+def test_a_part_candidate_too_large_to_scale_is_passed_over_without_a_warning() -> None:
+    """`_ranked` fits each candidate's scale by dot products: one with values near float's
+    limit overflowed (a RuntimeWarning in the bonus run) and scored as a zero part."""
+    import warnings
+
+    from registry.distillation.candidates import Candidate
+    from registry.distillation.group_separation import _ranked
+
+    a = sympy.Symbol("a")
+    values = {"a": np.linspace(1.0, 2.0, 50)}
+    component = 3.0 * values["a"] ** 2
+    found = [Candidate(sympy.exp(300 * a), 4, 0.1, "search"),  # 1e130 to 1e260: v·v is inf
+             Candidate(a**2, 3, 1e-9, "search"), Candidate(a, 1, 0.2, "search")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ranked = _ranked(found, values, component, "·")
+    assert ranked[0] == a**2 and sympy.exp(300 * a) not in ranked

@@ -183,8 +183,11 @@ def _ranked(found: list[Candidate], values: Mapping[str, np.ndarray], component:
         if not np.all(np.isfinite(v)):
             continue
         if kind == "·":
-            denom = float(np.dot(v, v))
-            fitted = v * (float(np.dot(v, component)) / denom) if denom > 0 else v
+            with np.errstate(over="ignore", invalid="ignore"):  # values near float's limit
+                denom, cross = float(np.dot(v, v)), float(np.dot(v, component))
+            if not (math.isfinite(denom) and math.isfinite(cross)):
+                continue  # no scale of it is a number: not a part
+            fitted = v * (cross / denom) if denom > 0 else v
         else:
             fitted = v + float(np.mean(component - v))
         scored.append((nrmse(fitted, component), cand.expr))
