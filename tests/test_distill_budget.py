@@ -60,12 +60,18 @@ def test_a_stage_entered_past_the_deadline_names_the_one_that_overran() -> None:
 
 
 @pytest.fixture(scope="module")
-def feynman():  # the benchmark script, as a module
+def feynman_script():  # the benchmark script, as a module (its data not needed)
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import feynman as module
     finally:
         sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+@pytest.fixture(scope="module")
+def feynman(feynman_script):  # … with the Feynman tables beside the checkout
+    module = feynman_script
     if not (module.DATA / "BonusEquations.csv").is_file():
         pytest.skip(f"the Feynman tables are not here ({module.DATA}): the benchmark's data "
                     "lives in the workspace's shared/ folder beside the checkout")
@@ -107,10 +113,10 @@ def test_a_method_that_crashes_is_a_row_with_its_reason(feynman,
 
 
 def test_a_careful_teacher_learns_log_y_where_the_target_spans_decades_of_one_sign(
-        feynman, monkeypatch: pytest.MonkeyPatch) -> None:
+        feynman_script, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--teacher-fit careful`: a one-signed target spanning more than LOG_SPAN is learnt
     as log|y| and answered as sign × exp; one crossing zero, or spanning less, as y."""
-    monkeypatch.setattr(feynman, "TEACHER_FITS", {"plain": (200, 20, False),
+    monkeypatch.setattr(feynman_script, "TEACHER_FITS", {"plain": (200, 20, False),
                                                   "careful": (200, 20, True)})
     eq = {"names": ["x", "z"], "ranges": {"x": (1.0, 10.0), "z": (1.0, 2.0)}}
 
@@ -120,18 +126,18 @@ def test_a_careful_teacher_learns_log_y_where_the_target_spans_decades_of_one_si
     def crossing(x: torch.Tensor) -> torch.Tensor:
         return x[:, 0:1] - 5.0
 
-    careful, _ = feynman.train_teacher(steep, eq, fit="careful")
-    assert isinstance(careful, feynman.LogTeacher) and careful.sign == -1.0
+    careful, _ = feynman_script.train_teacher(steep, eq, fit="careful")
+    assert isinstance(careful, feynman_script.LogTeacher) and careful.sign == -1.0
     probe = torch.tensor([[2.0, 1.5]])
     with torch.no_grad():
         assert torch.equal(careful(probe), -torch.exp(careful.net(probe)))
         assert float(careful(probe)) < 0
-    plain, _ = feynman.train_teacher(steep, eq, fit="plain")
-    assert not isinstance(plain, feynman.LogTeacher)
+    plain, _ = feynman_script.train_teacher(steep, eq, fit="plain")
+    assert not isinstance(plain, feynman_script.LogTeacher)
     small = torch.stack([torch.linspace(5.0, 10.0, 200), torch.full((200,), 1.5)], dim=1)
     with torch.no_grad():  # where |y| is small, the log fit's relative error is far lower
         rel = [float(((t(small) - steep(small)) / steep(small)).abs().median())
                for t in (careful, plain)]
     assert rel[0] * 3 < rel[1], rel
-    assert not isinstance(feynman.train_teacher(crossing, eq, fit="careful")[0],
-                          feynman.LogTeacher)
+    assert not isinstance(feynman_script.train_teacher(crossing, eq, fit="careful")[0],
+                          feynman_script.LogTeacher)
