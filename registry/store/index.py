@@ -248,9 +248,8 @@ class Index:
         only the latest of each module with `latest` (rows are made for those alone);
         only `name`'s `version` with a version (a deferred row: that one is parsed, not
         the module's others)."""
-        return self._rebuilding_if_corrupt(lambda: self._remembered(
-            ("versions", name, kind, manifests, latest, version),
-            lambda: self._versions(name, kind, manifests, latest, version)))
+        return self.remembered(("versions", name, kind, manifests, latest, version),
+                               lambda: self._versions(name, kind, manifests, latest, version))
 
     def version_names(self, name: str) -> list[str]:
         """`name`'s version strings, deferred rows included: nothing is parsed (one of
@@ -260,11 +259,11 @@ class Index:
             with self._errors():
                 rows = self._read(version_names_sql(VERSIONS_TABLE), name=name)
             return [str(r["version"]) for r in rows]
-        return self._rebuilding_if_corrupt(lambda: self._remembered(("version_names", name), work))
+        return self.remembered(("version_names", name), work)
 
     def remembered(self, key: tuple[Any, ...], work: Callable[[], T]) -> T:
         """`work()` (reads of this index), remembered under `key` while the refs are
-        unchanged: one freshness check for the whole of it (`index_select.row_for`)."""
+        unchanged (one freshness check for the whole of it), rebuilt once if corrupt."""
         return self._rebuilding_if_corrupt(lambda: self._remembered(key, work))
 
     def _remembered(self, key: tuple[Any, ...], work: Callable[[], T]) -> T:
@@ -288,7 +287,7 @@ class Index:
         def work() -> set[str]:
             with self._errors():
                 return {str(r["name"]) for r in self._read(names_sql(VERSIONS_TABLE))}
-        return self._rebuilding_if_corrupt(lambda: self._remembered(("names",), work))
+        return self.remembered(("names",), work)
 
     def _versions(self, name: str | None, kind: str | None, manifests: bool,
                   latest: bool, version: str | None) -> list[VersionRow]:
@@ -314,8 +313,7 @@ class Index:
 
     def stages(self, name: str | None = None) -> dict[tuple[str, str], str]:
         """{(module, stage): version} for the stages currently assigned."""
-        return self._rebuilding_if_corrupt(
-            lambda: self._remembered(("stages", name), lambda: self._stages(name)))
+        return self.remembered(("stages", name), lambda: self._stages(name))
 
     def _stages(self, name: str | None) -> dict[tuple[str, str], str]:
         with self._errors():

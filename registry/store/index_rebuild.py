@@ -174,11 +174,11 @@ def _completions(repo_id: str,
 
 
 def complete(ix: Index, name: str | None, version: str | None = None) -> None:
-    """Parse the pending rows of `name` (every module's with None; its one `version`
-    with a version) and store them, under
-    the index's lock (another process may have done it meanwhile: only what is still
-    pending is read). SQLite only (a shared database is built whole), through the
-    standard library: a first `show` after a cold listing loads no SQLAlchemy."""
+    """Parse the pending rows of `name` (every module's with None; only its `version`
+    with a version) and store them, under the index's lock (another process may have
+    done it meanwhile: only what is still pending is read). SQLite only (a shared
+    database is built whole), through the standard library: a first `show` after a cold
+    listing loads no SQLAlchemy."""
     import sqlite3
 
     from filelock import FileLock

@@ -1,4 +1,4 @@
-"""The index row a reference names (`name@1.2.0`, `name@^1`, `name@production`, `name`).
+"""The index row a reference names (`name@1.2.0`, `name@^1`, `name#production`, `name`).
 
 The version is chosen from the module's version strings alone, then only its row is read
 with its manifest: where the index deferred a module's older versions (a cold rebuild
