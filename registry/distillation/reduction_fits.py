@@ -15,6 +15,7 @@ import sympy
 from registry.core.expr import symbol
 from registry.distillation.angles import angle_groups, from_cosines, with_cosines
 from registry.distillation.candidates import Candidate, _sparse, complexity_of, evaluate, nrmse
+from registry.distillation.numerators import numerator_laws
 from registry.distillation.occupation import occupation_laws
 from registry.distillation.problem import _Problem
 from registry.distillation.quick import (
@@ -159,6 +160,13 @@ def _quick_late(p: _Problem, record: Any, groups: Mapping[str, sympy.Expr],
                 law = refine_constants(law, values, target, deadline=p.deadline)
             if law is not None and nrmse(evaluate(law, values), target) < tol:
                 record(law, label if transform is None else f"{label} of the {transform.name}")
+            if used and time.monotonic() < p.deadline:
+                # Its numerator, a polynomial stand-in, solved on its own (`numerators.py`)
+                for part in numerator_laws(expr, values, t, loose, deadline=p.deadline):
+                    law = part if transform is None else _back(transform, part, sign)
+                    if law is not None and nrmse(evaluate(law, values), target) < tol:
+                        record(law, f"{label}, numerator solved"
+                               + ("" if transform is None else f", of the {transform.name}"))
 
 
 def _log_weights(transform: Any, t: np.ndarray) -> np.ndarray | None:

@@ -14,6 +14,7 @@ import sympy
 from registry.distillation.bounded import bounded_simplify
 from registry.distillation.candidates import complexity_of, evaluate, nrmse
 from registry.distillation.quick import snap_fraction
+from registry.distillation.refine import refine_constants
 
 __all__ = ["bounded_simplify", "snap_constants"]
 
@@ -40,12 +41,48 @@ def _square_roots(value: float, tolerance: float) -> list[tuple[int, sympy.Expr]
     return found
 
 
+def _simplest_within(value: float, window: float) -> list[tuple[float, sympy.Expr]]:
+    """For 1 and each special number s, p/q·s within `window` of `value` with the smallest
+    q ≤ 24 (32/5 for 6.4064, where the closest p/q is 141/22)."""
+    found: list[tuple[float, sympy.Expr]] = []
+    for special, number in [(sympy.Integer(1), 1.0), *_SPECIAL]:
+        for q in range(1, 25):
+            p = round(value / number * q)
+            if p and abs(p / q * number - value) <= window:
+                found.append((0, sympy.Rational(p, q) * special))
+                break
+    return found
+
+
 def _perfect_square(ratio: Fraction) -> bool:
     return all(math.isqrt(n) ** 2 == n for n in (ratio.numerator, ratio.denominator))
 
 
-def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, sympy.Expr]],
-                 x: Mapping[str, np.ndarray], y: np.ndarray, allowed: float) -> sympy.Expr:
+def _bits(option: sympy.Expr) -> float:
+    """A constant's description length: log₂ of its numerator and denominator, and 2 bits
+    for π (or 1/π) beside them, 3 for another special number or a square root (with its
+    radicand's own digits)."""
+    coefficient, rest = option.as_coeff_Mul()
+    if not isinstance(coefficient, sympy.Rational) or coefficient == 0:
+        return 0.0
+
+    def of(r: sympy.Rational) -> float:
+        return math.log2(1 + abs(int(r.p))) + math.log2(int(r.q))
+
+    bits = of(coefficient)
+    for factor in sympy.Mul.make_args(rest):
+        if factor == 1:
+            continue
+        base = factor.base if isinstance(factor, sympy.Pow) else factor
+        # √(41) or √(8π/3): its radicand's own digits too
+        radicand = [a for a in sympy.Mul.make_args(base) if isinstance(a, sympy.Rational)]
+        bits += sum(of(a) for a in radicand) + (2 if factor in (sympy.pi, 1 / sympy.pi) else 3)
+    return bits
+
+
+def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[float, sympy.Expr]],
+                 x: Mapping[str, np.ndarray], y: np.ndarray, allowed: float,
+                 alike: set[sympy.Expr] | None = None, rescaled: bool = False) -> sympy.Expr:
     """The simplest option among those that fit about as well as the fitted float does.
 
     Every option within `allowed` qualifies, but with a noisy teacher a cheaper
@@ -53,11 +90,25 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
     option is kept only if its error is within 10 % of the float's own (or of the
     best option's, when that is worse), or within 50 % when it costs at most a quarter
     of the closest-fitting option. The same number in two spellings, 44/7 against 2π,
-    fits alike, and the cheaper wins."""
-    current = nrmse(evaluate(expr, x), y)
+    fits alike, and the cheaper wins.
+
+    `alike`: options that qualify whatever their error (within `allowed`); `rescaled`:
+    each option judged with the expression's overall scale refitted (a closed form), as
+    the refit after it will: a ratio of 1 in −6.45·(0.9975·a + b) fits worse than 9√π/16
+    until the scale follows it."""
+
+    def error_of(candidate: sympy.Expr) -> float:
+        predicted = evaluate(candidate, x)
+        if rescaled:
+            with np.errstate(all="ignore"):
+                scale = float(np.dot(predicted, y) / np.dot(predicted, predicted))
+            predicted = predicted * scale if math.isfinite(scale) else predicted
+        return nrmse(predicted, y)
+
+    current = error_of(expr)
     scored = []
     for cost, option in options:
-        error = nrmse(evaluate(expr.xreplace({f: option}), x), y)
+        error = error_of(expr.xreplace({f: option}))
         if error <= allowed:
             scored.append((cost, error, option))
     if not scored:
@@ -65,18 +116,21 @@ def _best_option(expr: sympy.Expr, f: sympy.Float, options: list[tuple[int, symp
     reference = max(current, min(error for _, error, _ in scored))
     closest_cost = min(scored, key=lambda t: (t[1], t[0]))[0]
 
-    def near(cost: int) -> float:
+    def near(cost: float) -> float:
         # Far fewer digits buy more room: 1 for 0.99918 (the teacher's bias) beats
         # 65·√2/92, 2π beats 44/7 for 6.2857; two numbers of about one size (2/(5π²),
         # 1/(8π)) are held to 10 %.
         share = CHEAP_SHARE if cost * CHEAP_RATIO <= closest_cost else NEAR_SHARE
         return reference * (1 + share) + 1e-15
 
-    cost, _, option = min(((c, e, o) for c, e, o in scored if e <= near(c)),
+    cost, _, option = min(((c, e, o) for c, e, o in scored
+                           if e <= near(c) or (alike is not None and o in alike)),
                           key=lambda t: (t[0], t[1]))
     return expr.xreplace({f: option})
 
 
+NEAR_ONE = 0.05  # a float this close to ±1 (relative) may be a sum's ratio of 1
+ALIKE = 0.5  # a refitted constant's options this close (× tolerance, relative) are one
 NEAR_SHARE = 0.1  # an option may fit this much worse than the float and still be chosen
 CHEAP_SHARE = 0.5  # … or this much, when it costs at most 1/CHEAP_RATIO of the closest one
 CHEAP_RATIO = 4
@@ -95,7 +149,17 @@ def snap_constants(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
     normalised = _normalise_sums(expr)
     if normalised != expr and nrmse(evaluate(normalised, x), y) <= allowed:
         expr = normalised
-    expr = _snap_floats(expr, x, y, tolerance, allowed, deadline)
+    fitted = expr
+    expr = _snap_floats(fitted, x, y, tolerance, allowed, deadline)
+    floats = fitted.atoms(sympy.Float)
+    if len(floats) >= 2 and any(0 < abs(abs(float(v)) - 1) < NEAR_ONE for v in floats):
+        # Snapped one at a time, each constant keeps the error the others' fitted values
+        # left it (−6.37·(a + 1.013·b): 1.013 is 1, and the scale, refitted with it, 6.4).
+        # Only where a ratio is near 1 (the pass is slower, refitting after each snap).
+        refitted = _snap_floats(fitted, x, y, tolerance, allowed, deadline, refit=True)
+        if (complexity_of(refitted) < complexity_of(expr)
+                and nrmse(evaluate(refitted, x), y) <= allowed):
+            expr = refitted
     if nested and expr.atoms(sympy.Float):
         # A fitted scale times a sum of fitted terms (0.0727·(1.0949·a − 1.0949·b)): no
         # factor is simple, their products are (1/(4π)). Expanded, each term is one
@@ -223,23 +287,28 @@ def _nested_floats(expr: sympy.Expr) -> bool:
 
 
 def _snap_floats(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
-                 tolerance: float, allowed: float, deadline: float | None) -> sympy.Expr:
+                 tolerance: float, allowed: float, deadline: float | None, *,
+                 refit: bool = False) -> sympy.Expr:
     """Each float of `expr`, the largest first, replaced by the simplest option that fits
-    within `allowed` (kept when none does)."""
+    within `allowed` (kept when none does); with `refit`, the floats left are refitted
+    after each replacement (`refine_constants`)."""
     tried: set[float] = set()
     for _ in range(2 * len(expr.atoms(sympy.Float))):
         if deadline is not None and time.monotonic() > deadline:
             return expr
         # Read the floats afresh each time: replacing one can fold others into new ones
         # (1.0·(−6.4·m₁ − 6.4·m₂) distributes, and the old −6.4 atoms are gone).
+        # (Refitting: those nearest ±1 first, a sum's ratios before the scale that the
+        # refit then settles.)
         left = sorted((f for f in expr.atoms(sympy.Float) if float(f) not in tried),
-                      key=lambda f: -abs(float(f)))
+                      key=(lambda f: abs(math.log(abs(float(f)) or 1e-300))) if refit
+                      else (lambda f: -abs(float(f))))
         if not left:
             break
         f = left[0]
         tried.add(float(f))
         value = float(f)
-        options: list[tuple[int, sympy.Expr]] = [(0, sympy.Integer(0))]
+        options: list[tuple[float, sympy.Expr]] = [(0, sympy.Integer(0))]
         for rank, (special, number) in enumerate([(sympy.Integer(1), 1.0), *_SPECIAL]):
             # How close counts as "the same number" follows the teacher's own precision.
             closeness = max(1e-6, tolerance) * abs(value / number) + 1e-12
@@ -258,5 +327,23 @@ def _snap_floats(expr: sympy.Expr, x: Mapping[str, np.ndarray], y: np.ndarray,
             if near and abs(near / denominator - value) <= NEARBY * abs(value):
                 options.append((abs(near) + denominator,
                                 sympy.Rational(near, denominator)))
-        expr = _best_option(expr, f, options, x, y, allowed)
+        if refit:  # description length: 32/5 (7.4 bits) is simpler than 23·√(2π)/9 (10.8)
+            # Numbers closer to the refitted value than the teacher can tell apart (32/5
+            # and √41 = 6.4031 for 6.4064): the fit's preference between them is the
+            # teacher's bias, and the shortest one is taken. The closest p/q (141/22) is
+            # offered above; the one with the smallest q in reach is offered here.
+            window = ALIKE * max(1e-6, tolerance) * abs(value)
+            options += _simplest_within(value, window)
+            options = [(_bits(option), option) for _, option in options]
+            alike: set[sympy.Expr] | None = {o for _, o in options
+                                             if o != 0 and abs(float(o) - value) <= window}
+        else:
+            alike = None
+        # The overall scale, a float other than this one, is refitted after each snap.
+        scale = expr.as_coeff_Mul()[0]
+        snapped = _best_option(expr, f, options, x, y, allowed, alike=alike,
+                               rescaled=refit and isinstance(scale, sympy.Float) and scale != f)
+        if refit and snapped != expr and snapped.atoms(sympy.Float):
+            snapped = refine_constants(snapped, x, y, deadline=deadline)
+        expr = snapped
     return expr
