@@ -43,7 +43,7 @@ def test_the_numerator_of_a_rational_fit_is_found_as_a_root() -> None:
 
 
 def test_a_numerator_using_every_variable_or_one_term_is_left_alone() -> None:
-    values, t, error = _doppler(0.0)
+    values, t, _ = _doppler(0.0)
     whole = (BETA + sympy.Float(0.3) * sympy.cos(THETA)) / (1 + BETA * sympy.cos(THETA))
     single = sympy.Float(0.9) * BETA**2 / (1 + BETA * sympy.cos(THETA))
     deadline = time.monotonic() + 30
