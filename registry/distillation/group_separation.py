@@ -26,7 +26,7 @@ from registry.distillation.candidates import Candidate, complexity_of, evaluate,
 from registry.distillation.problem import _Problem
 from registry.distillation.refine import refine_constants
 
-__all__ = ["additive_components", "separate_groups"]
+__all__ = ["additive_components", "separate_groups", "split_one_off"]
 
 DEGREE = 8  # Chebyshev degree of each group's component
 MAX_GROUPS = 4
@@ -89,6 +89,8 @@ def separate_groups(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sym
     Which groups the reduction returns is a choice: (t − u·x/c²)/√(1 − u²/c²) is
     t·(1 − π₂²/π₁)·g(π₂) in π₁ = u·t/x, π₂ = u/c, which splits in π₂²/π₁ and π₂."""
     kind = _split(p, prefactor, groups, values, target, tol, until=until)
+    if kind is None and len(groups) >= 3:
+        kind = split_one_off(p, prefactor, groups, values, target, tol, until=until)
     if kind is not None or len(groups) != 2:
         return kind
     for first, second in (list(groups), list(groups)[::-1]):
@@ -112,8 +114,6 @@ def _split(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
            values: Mapping[str, np.ndarray], target: np.ndarray,
            tol: float, *, until: float) -> str | None:
     """`separate_groups` on the groups as given."""
-    from registry.distillation.reduction_fits import _quick, _search_reduced
-
     names = list(groups)
     if not 2 <= len(names) <= MAX_GROUPS or len(target) < 20 * DEGREE * len(names):
         return None
@@ -139,37 +139,110 @@ def _split(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             joint = sign * np.exp(full) if kind == "·" else full
         if not nrmse(rebuilt, target) <= max(tol, SPLIT_MARGIN * nrmse(joint, target)):
             continue
-        options: list[list[sympy.Expr]] = []
+        components = {}
         for name in names:
             with np.errstate(all="ignore"):
-                component = np.exp(parts[name]) if kind == "·" else parts[name]
-            sub = _Problem(p.teacher, {name: (float(values[name].min()),
-                                              float(values[name].max()))}, None, None,
-                           p.tolerance, until, p.rng)
-            one = {name: values[name]}
-            ones = np.ones_like(component)
-            _quick(sub, sympy.Integer(1), {name: symbol(name)}, one, component, ones,
-                   component)
-            # The quick solvers stop at the first sparse fit (a rational approximant of
-            # 1/√(1 − π⁻²) fits too): a one-variable search is cheap and finds the law.
-            _search_reduced(sub, sympy.Integer(1), {name: symbol(name)}, one, component,
-                            ones, component,
-                            budget=min(PART_SEARCH_S, (until - time.monotonic()) / 2))
-            found = _ranked(sub.found, one, component, kind)
-            if not found:
-                break
-            options.append(found)
-        if len(options) != len(names):
+                components[(name,)] = np.exp(parts[name]) if kind == "·" else parts[name]
+        if _record_parts(p, prefactor, groups, values, target, components, kind,
+                         f"separable Π groups ({kind})", until=until):
+            return kind
+    return None
+
+
+def _solve_part(p: _Problem, part: tuple[str, ...], values: Mapping[str, np.ndarray],
+                component: np.ndarray, kind: str, *, until: float) -> list[sympy.Expr]:
+    """Candidate laws for one part of a split (a group, or the groups left beside one),
+    ranked (`_ranked`)."""
+    from registry.distillation.reduction_fits import _quick, _search_reduced
+
+    sub = _Problem(p.teacher, {n: (float(values[n].min()), float(values[n].max()))
+                               for n in part}, None, None, p.tolerance, until, p.rng)
+    own = {n: values[n] for n in part}
+    identity = {n: symbol(n) for n in part}
+    ones = np.ones_like(component)
+    _quick(sub, sympy.Integer(1), identity, own, component, ones, component)
+    # The quick solvers stop at the first sparse fit (a rational approximant of
+    # 1/√(1 − π⁻²) fits too): a short search is cheap and finds the law.
+    _search_reduced(sub, sympy.Integer(1), identity, own, component, ones, component,
+                    budget=min(PART_SEARCH_S, (until - time.monotonic()) / 2))
+    return _ranked(sub.found, own, component, kind)
+
+
+def _record_parts(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+                  values: Mapping[str, np.ndarray], target: np.ndarray,
+                  components: Mapping[tuple[str, ...], np.ndarray], kind: str, label: str,
+                  *, until: float) -> bool:
+    """Solve each part, combine them (constants refitted jointly) and record the laws on
+    `p`; False when a part has no candidate."""
+    options: list[list[sympy.Expr]] = []
+    for part, component in components.items():
+        found = _solve_part(p, part, values, component, kind, until=until)
+        if not found:
+            return False
+        options.append(found)
+    names = list(groups)
+    for choice in _combinations(options):
+        law = _combine(choice, kind, values, target)
+        if law is not None:
+            # Each part carries its own error: refit all constants together.
+            law = refine_constants(law, values, target, deadline=until)
+            full = prefactor * law.xreplace({symbol(n): groups[n] for n in names})
+            p.found.append(Candidate(full, complexity_of(full), 0.0, label))
+    return True
+
+
+def split_one_off(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
+                  values: Mapping[str, np.ndarray], target: np.ndarray,
+                  tol: float, *, until: float) -> str | None:
+    """f(π₁, …, π_k) = g(π_i) ∘ h(the others), ∘ ∈ {·, +}, for three or more groups that
+    do not split one by one: the canonical momentum's energy √((P − Q)² + 1) + W splits
+    off W, and what is left is a law in two groups (a polynomial once squared). The
+    split is tested as in `_split`, with h a series in its groups' cross terms; each
+    side is then solved on its own and the two combined. Returns the kind found."""
+    from registry.distillation.resolution import chebyshev_design
+
+    names = list(groups)
+    if not 3 <= len(names) <= MAX_GROUPS or len(target) < 20 * DEGREE * len(names):
+        return None
+    one_signed = bool(np.all(target > 0) or np.all(target < 0))
+    coordinates = _coordinates(values)
+    spans = {n: (float(v.min()), float(v.max())) for n, v in coordinates.items()}
+    for kind in ("·", "+"):
+        if kind == "·" and not one_signed:
             continue
-        for choice in _combinations(options):
-            law = _combine(choice, kind, values, target)
-            if law is not None:
-                # Each part carries its own error: refit all constants together.
-                law = refine_constants(law, values, target, deadline=until)
-                full = prefactor * law.xreplace({symbol(n): groups[n] for n in names})
-                p.found.append(Candidate(full, complexity_of(full), 0.0,
-                                         f"separable Π groups ({kind})"))
-        return kind
+        sign = 1.0 if target[0] > 0 else -1.0
+        with np.errstate(all="ignore"):
+            z = np.log(sign * target) if kind == "·" else target
+        if not np.all(np.isfinite(z)):
+            continue
+        with np.errstate(all="ignore"):
+            full = _joint_fit(values, z)
+            joint = sign * np.exp(full) if kind == "·" else full
+        bound = max(tol, SPLIT_MARGIN * nrmse(joint, target))
+        for name in names:
+            if time.monotonic() > until:
+                return None
+            rest = tuple(n for n in names if n != name)
+            lo, hi = spans[name]
+            half = (hi - lo) / 2 or 1.0
+            alone = np.polynomial.chebyshev.chebvander(
+                (coordinates[name] - (lo + hi) / 2) / half, DEGREE)[:, 1:]
+            others = chebyshev_design({n: coordinates[n] for n in rest},
+                                      {n: spans[n] for n in rest}, JOINT_DEGREE)
+            design = np.concatenate([alone, others], axis=1)
+            coef, *_ = np.linalg.lstsq(design, z, rcond=None)
+            single = alone @ coef[:DEGREE]
+            with np.errstate(all="ignore"):
+                rebuilt = sign * np.exp(design @ coef) if kind == "·" else design @ coef
+            if not nrmse(rebuilt, target) <= bound or float(np.std(single)) == 0:
+                continue
+            remainder = others @ coef[DEGREE:]
+            with np.errstate(all="ignore"):
+                components = ({(name,): np.exp(single), rest: np.exp(remainder)}
+                              if kind == "·" else {(name,): single, rest: remainder})
+            if _record_parts(p, prefactor, groups, values, target, components, kind,
+                             f"separable Π groups ({kind}, {name} apart)", until=until):
+                return kind
     return None
 
 
