@@ -139,7 +139,7 @@ def _split(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy.Expr],
             joint = sign * np.exp(full) if kind == "·" else full
         if not nrmse(rebuilt, target) <= max(tol, SPLIT_MARGIN * nrmse(joint, target)):
             continue
-        components = {}
+        components: dict[tuple[str, ...], np.ndarray] = {}
         for name in names:
             with np.errstate(all="ignore"):
                 components[(name,)] = np.exp(parts[name]) if kind == "·" else parts[name]
