@@ -36,8 +36,10 @@ def test_one_group_is_split_off_and_the_rest_solved_as_one_part() -> None:
     target = exact + 1e-3 * np.std(exact) * rng.standard_normal(exact.shape)
     tolerance = 2 * nrmse(exact, target)
     p = _problem(tolerance)
-    groups = {n: symbol(n) for n in "PQW"}
-    kind = separate_groups(p, sympy.Integer(1), groups, v, target, tolerance,
+    # Named as the solver names them; the label says which group, not which name.
+    groups = {f"pi{i}": symbol(n) for i, n in enumerate("PQW")}
+    by_name = {f"pi{i}": v[n] for i, n in enumerate("PQW")}
+    kind = separate_groups(p, sympy.Integer(1), groups, by_name, target, tolerance,
                            until=time.monotonic() + 60)
     assert kind == "+"
     assert p.found and all(c.method == "separable Π groups (+, W apart)" for c in p.found)

@@ -241,7 +241,7 @@ def split_one_off(p: _Problem, prefactor: sympy.Expr, groups: Mapping[str, sympy
                 components = ({(name,): np.exp(single), rest: np.exp(remainder)}
                               if kind == "·" else {(name,): single, rest: remainder})
             if _record_parts(p, prefactor, groups, values, target, components, kind,
-                             f"separable Π groups ({kind}, {name} apart)", until=until):
+                             f"separable Π groups ({kind}, {groups[name]} apart)", until=until):
                 return kind
     return None
 
