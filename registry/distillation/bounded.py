@@ -19,6 +19,7 @@ import ctypes
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sympy
@@ -47,11 +48,15 @@ def bounded_simplify(expr: sympy.Expr, deadline: float | None = None, *,
 
 
 def _with_alarm(expr: sympy.Expr, limit: float) -> sympy.Expr | None:
-    done = [False]
+    done = False
 
     def alarm(signum: int, frame: Any) -> None:
-        if not done[0]:
+        if not done:
             raise _SimplifyTimeout
+
+    def settle() -> None:
+        nonlocal done
+        done = True
 
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, limit, REFIRE_S)  # and again, until cleared
@@ -59,7 +64,7 @@ def _with_alarm(expr: sympy.Expr, limit: float) -> sympy.Expr | None:
         try:
             return sympy.simplify(expr)
         finally:
-            _settled(lambda: done.__setitem__(0, True))
+            _settled(settle)
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     except _SimplifyTimeout:
@@ -101,7 +106,7 @@ def _with_timer_thread(expr: sympy.Expr, limit: float) -> sympy.Expr | None:
         return None
 
 
-def _settled(mark_done: Any) -> None:
+def _settled(mark_done: Callable[[], None]) -> None:
     """Run `mark_done` to its end even when a timeout raised just before it lands inside
     it: after it no timeout is raised, so none can escape to the caller's code."""
     while True:
